@@ -1,0 +1,1 @@
+"""Benchmark suites, evaluators and offline task definitions."""

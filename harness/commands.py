@@ -1,0 +1,69 @@
+"""Sub-commands that drive the engine and the other packages: run, transfer, zoo, eval, score."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.catalog import load_builtins
+    from harness.config import resolve_config
+    from harness.engine.run import execute
+    from harness.method import method_overrides
+
+    load_builtins()
+    given = {k: v for k, v in (("method", args.method), ("suite", args.suite), ("scale", args.scale),
+                               ("seed", args.seed)) if v is not None}
+    if args.expert is not None:
+        given["model"] = {"expert": args.expert}
+    config = resolve_config(yaml_path=args.config, overrides=args.overrides, given=given,
+                            method_overrides_for=method_overrides)
+    run = execute(config, results_root=args.results_dir, force=args.force, resume=args.resume,
+                  progress=not args.no_progress)
+    print(run.path)
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from harness.models import resolve_model
+    from methods.pen2sword.transfer import TransferOptions, transfer_to_dir
+
+    options = TransferOptions(**{k: v for k, v in (("alpha", args.alpha), ("seed", args.seed),
+                                                   ("expansion", args.expansion), ("compat", args.compat))
+                                 if v is not None})
+    expert = resolve_model(args.expert, scale=args.scale)
+    target = resolve_model(args.target, scale=args.scale)
+    report = transfer_to_dir(expert.path, target.path, args.out, options)
+    print(json.dumps(report, indent=2, default=str) if args.json else f"transferred model written to {args.out}")
+    return 0
+
+
+def add_run_parsers(sub) -> None:
+    p = sub.add_parser("run", help="fine-tune and evaluate one method on one suite")
+    p.add_argument("--method", help="a registered method (harness list methods)")
+    p.add_argument("--suite", help="a registered suite (harness list suites)")
+    p.add_argument("--config", help="YAML run config; command-line values override it")
+    p.add_argument("--scale", choices=["nano", "micro", "paper"], help="preset scale (default micro)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--expert", help="the expert model for transfer methods (name, path or hub id)")
+    p.add_argument("--force", action="store_true", help="re-run even if this config already completed")
+    p.add_argument("--resume", choices=["auto", "never"], default="auto",
+                   help="auto: continue from the latest checkpoint of an interrupted run")
+    p.add_argument("--results-dir", help="results root (default ./results or $HARNESS_RESULTS)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.lr=3e-4 alpha=0.25")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("transfer", help="Pen2Sword transfer only: write the target with the fused embedding")
+    p.add_argument("--expert", required=True, help="expert model: registered name, local dir, .gguf or hub id")
+    p.add_argument("--target", required=True, help="target model: registered name, local dir, .gguf or hub id")
+    p.add_argument("--out", required=True, help="output directory (a loadable HF model)")
+    p.add_argument("--alpha", type=float, help="fusion ratio (paper default 0.5)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--expansion", choices=["replicate", "noise", "lstsq", "procrustes"])
+    p.add_argument("--compat", choices=["paper", "official"])
+    p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"],
+                   help="which built-in family registered names refer to")
+    p.add_argument("--json", action="store_true", help="print the transfer report")
+    p.set_defaults(func=cmd_transfer)

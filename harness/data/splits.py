@@ -1,0 +1,30 @@
+"""Deterministic train/validation splits fixed by seed, so every method sees the same 100 samples."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[dict]
+    validation: list[dict]
+    seed: int
+
+    @property
+    def validation_ids(self) -> list[str]:
+        return [r["id"] for r in self.validation]
+
+
+def train_validation_split(records: list[dict], n_validation: int, seed: int) -> Split:
+    """Hold out ``n_validation`` records chosen by ``seed``; the rest (in original order) is train."""
+    if not 0 < n_validation < len(records):
+        raise ValueError(
+            f"n_validation={n_validation} must be between 1 and {len(records) - 1} for a dataset of "
+            f"{len(records)} records"
+        )
+    held = set(random.Random(seed).sample(range(len(records)), n_validation))
+    validation = [records[i] for i in sorted(held)]
+    train = [r for i, r in enumerate(records) if i not in held]
+    return Split(train=train, validation=validation, seed=seed)

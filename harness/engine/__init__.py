@@ -1,0 +1,1 @@
+"""The shared engine: every method's prepared model is trained, evaluated, checkpointed and profiled here."""

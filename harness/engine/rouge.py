@@ -1,0 +1,121 @@
+"""Validation during training: ROUGE-1/2/L of greedy *generated* responses, and eval loss.
+
+ROUGE tokenisation. rouge-score's default tokenizer lowercases and replaces every non-alphanumeric
+character by a space, so code operators vanish ("x+1" vs "y-1" share all their tokens). The default
+here, ``rouge_tokenizer="code"``, keeps case and splits text into identifiers/words, numbers, and
+each operator or punctuation mark as its own token (multi-character operators such as ``==``,
+``**``, ``//``, ``->``, ``<=`` stay whole); no stemming. ``rouge_tokenizer="default"`` is
+rouge-score's own tokenizer with the Porter stemmer, as the official code uses.
+
+``rouge_mode="teacher-forced"`` reproduces the official code's variant: the argmax of a
+teacher-forced forward pass over prompt+response, *not* shifted against the labels, decoded and
+compared with the decoded input. It flatters every model and is offered only for reproduction.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from rouge_score import rouge_scorer
+
+from harness.engine.batches import IGNORE, collate, encode_example, encode_prompt, pad_id
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+
+
+class CodeTokenizer:
+    """Identifiers/words, numbers, and each operator or punctuation mark as a token; case kept."""
+
+    _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|==|!=|<=|>=|\*\*|//|->|\+=|-=|[^\sA-Za-z0-9_]")
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._TOKEN.findall(text)
+
+
+def make_scorer(kind: str) -> rouge_scorer.RougeScorer:
+    if kind == "code":
+        return rouge_scorer.RougeScorer(list(ROUGE_KEYS), tokenizer=CodeTokenizer())
+    return rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+
+
+def rouge_f1(predictions: list[str], references: list[str], kind: str = "code") -> dict[str, float]:
+    """Mean F1 of ROUGE-1/2/L over pairs."""
+    scorer = make_scorer(kind)
+    totals = dict.fromkeys(ROUGE_KEYS, 0.0)
+    for pred, ref in zip(predictions, references, strict=True):
+        scores = scorer.score(ref, pred)
+        for key in ROUGE_KEYS:
+            totals[key] += scores[key].fmeasure
+    return {k: v / max(len(predictions), 1) for k, v in totals.items()}
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def generate_responses(model, tokenizer, instructions: list[str], *, max_new_tokens: int, batch_size: int,
+                       precision: str = "fp32") -> list[str]:
+    """Greedy decoding of each instruction's response (left-padded batches, stop at EOS)."""
+    device = next(model.parameters()).device
+    pad = pad_id(tokenizer)
+    outputs: list[str] = []
+    for start in range(0, len(instructions), batch_size):
+        prompts = [encode_prompt(tokenizer, text) for text in instructions[start : start + batch_size]]
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        with autocast_for(precision, device):
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                 eos_token_id=tokenizer.eos_token_id)
+        outputs += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    return outputs
+
+
+@torch.no_grad()
+def eval_loss(model, tokenizer, records: list[dict], *, seq_len: int, batch_size: int, loss_on: str,
+              precision: str = "fp32") -> float:
+    """Mean token-level cross-entropy on the validation responses (teacher forcing)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(records), batch_size):
+        chunk = [encode_example(tokenizer, r["instruction"], r["response"], seq_len, loss_on)
+                 for r in records[start : start + batch_size]]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_id(tokenizer)).items()}
+        with autocast_for(precision, device):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        total += F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+                                 reduction="sum").item()
+        count += int((labels != IGNORE).sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def teacher_forced_predictions(model, tokenizer, records: list[dict], *, seq_len: int, batch_size: int,
+                               precision: str = "fp32") -> tuple[list[str], list[str]]:
+    """The official code's ROUGE inputs: unshifted argmax vs the input, both over prompt+response."""
+    device = next(model.parameters()).device
+    preds, refs = [], []
+    for start in range(0, len(records), batch_size):
+        chunk = [encode_example(tokenizer, r["instruction"], r["response"], seq_len, "full")
+                 for r in records[start : start + batch_size]]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_id(tokenizer)).items()}
+        with autocast_for(precision, device):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        argmax = logits.argmax(-1)
+        for i, e in enumerate(chunk):
+            n = len(e.input_ids)
+            preds.append(tokenizer.decode(argmax[i, :n], skip_special_tokens=True))
+            refs.append(tokenizer.decode(batch["input_ids"][i, :n], skip_special_tokens=True))
+    return preds, refs

@@ -1,0 +1,99 @@
+import pytest
+
+from harness.config import ConfigError, RunConfig, config_from_dict, parse_override, resolve_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_then_preset():
+    cfg = resolve_config()
+    assert cfg.scale == "micro"
+    assert cfg.training.max_steps == 500  # micro preset, not the dataclass default
+    assert cfg.pen2sword.alpha is None  # the transfer's mode default (paper 0.5)
+
+
+def test_precedence_cli_over_yaml_over_preset(tmp_path):
+    path = write(tmp_path, "training:\n  lr: 0.01\n  max_steps: 7\n  train_embeddings: false\n")
+    cfg = resolve_config(yaml_path=path, overrides=["training.lr=0.5"])
+    assert cfg.training.lr == 0.5  # CLI beats YAML
+    assert cfg.training.max_steps == 7  # YAML beats the preset
+    assert cfg.training.train_embeddings is False  # a falsy YAML value still counts as given
+    assert cfg.training.seq_len == 256  # preset value where nothing else spoke
+
+
+def test_falsy_cli_values_win(tmp_path):
+    """Precedence is decided by whether a key was given, never by truthiness (lm-eval's bug)."""
+    path = write(tmp_path, "seed: 5\ntraining:\n  max_steps: 9\n")
+    cfg = resolve_config(yaml_path=path, overrides=["seed=0", "training.max_steps=0"])
+    assert cfg.seed == 0
+    assert cfg.training.max_steps == 0
+
+
+def test_flags_and_scale_from_yaml(tmp_path):
+    path = write(tmp_path, "scale: nano\nmethod: lora\n")
+    cfg = resolve_config(yaml_path=path, given={"method": "pen2sword"})
+    assert cfg.scale == "nano" and cfg.training.max_steps == 6  # nano preset chosen by the YAML
+    assert cfg.method == "pen2sword"
+
+
+def test_paper_preset_matches_section_5_1():
+    cfg = resolve_config(given={"scale": "paper"})
+    t = cfg.training
+    assert (t.lora_r, t.lora_alpha, t.lora_dropout) == (8, 16, 0.05)
+    assert (t.lr, t.scheduler, t.warmup_steps, t.precision, t.batch_size, t.seq_len) == (
+        2e-5, "cosine", 100, "fp16", 8, 512)
+    assert t.eval_every == 1000 and cfg.data.n_validation == 100
+    assert cfg.model.target == "llama-2-13b" and len(cfg.model.candidates) == 5
+
+
+def test_method_variant_overrides_sit_below_yaml_and_cli(tmp_path):
+    variant = {"pen2sword.fusion": False, "pen2sword.alpha": 1.0}
+    cfg = resolve_config(given={"method": "v"}, method_overrides_for=lambda m: variant)
+    assert cfg.pen2sword.fusion is False and cfg.pen2sword.alpha == 1.0
+    cfg = resolve_config(given={"method": "v"}, overrides=["alpha=0.3"], method_overrides_for=lambda m: variant)
+    assert cfg.pen2sword.alpha == 0.3
+
+
+@pytest.mark.parametrize("override, key, value", [
+    ("training.lr=-1", "training.lr", "-1"),
+    ("pen2sword.alpha=1.5", "pen2sword.alpha", "1.5"),
+    ("training.precision=fp8", "training.precision", "fp8"),
+    ("training.batch_size=two", "training.batch_size", "two"),
+    ("scale=huge", "scale", "huge"),
+])
+def test_bad_values_name_key_value_and_range(override, key, value):
+    with pytest.raises(ConfigError) as err:
+        resolve_config(overrides=[override]) if not override.startswith("scale") else resolve_config(
+            given={"scale": "huge"})
+    message = str(err.value)
+    assert key in message and value in message and "allowed" in message
+
+
+def test_unknown_key_suggests(tmp_path):
+    with pytest.raises(ConfigError, match="Did you mean: training.lr"):
+        resolve_config(overrides=["training.lrr=0.1"])
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        parse_override("training.lr")
+
+
+def test_bad_yaml_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_config(yaml_path=tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="mapping"):
+        resolve_config(yaml_path=write(tmp_path, "- a\n- b\n"))
+
+
+def test_frozen_round_trip_and_run_id():
+    cfg = resolve_config(overrides=["training.lora_target_modules=q_proj,v_proj"])
+    assert cfg.training.lora_target_modules == ("q_proj", "v_proj")
+    with pytest.raises(Exception):
+        cfg.seed = 3  # frozen
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg and again.run_id() == cfg.run_id()
+    assert resolve_config(overrides=["seed=1"]).run_id() != cfg.run_id()
+    assert resolve_config(overrides=["alpha=0.25"]).run_id() != cfg.run_id()
+    assert isinstance(cfg, RunConfig)
