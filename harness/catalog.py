@@ -9,6 +9,7 @@ BUILTIN_MODULES = (
     "harness.suites",  # suites
     "harness.models",  # models (zoo roles and the paper's hub models)
     "methods",  # methods, ablations, sweeps
+    "benchmarks.registry",  # benchmarks
 )
 
 

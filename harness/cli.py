@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Sequence
 
+from benchmarks.registry import BENCHMARKS
 from harness.registry import DATASETS, METHODS, MODELS, SUITES, RegistryError
 
 
@@ -30,12 +31,16 @@ def _describe(kind: str, name: str, obj: object) -> dict:
 
         return {"name": name, **{k: v for k, v in asdict(obj).items() if k != "name"},
                 "aliases": MODELS.aliases_of(name)}
+    if kind == "benchmarks":
+        return {"name": name, "version": obj.version, "dataset": obj.dataset, "metric": obj.metric,
+                "description": obj.description, "aliases": BENCHMARKS.aliases_of(name)}
     raise ValueError(kind)
 
 
-REGISTRIES = {"methods": METHODS, "suites": SUITES, "models": MODELS, "datasets": DATASETS}
+REGISTRIES = {"methods": METHODS, "suites": SUITES, "models": MODELS, "datasets": DATASETS,
+              "benchmarks": BENCHMARKS}
 SUMMARY_FIELD = {"methods": "description", "suites": "description", "models": "stands_in_for",
-                 "datasets": "description"}
+                 "datasets": "description", "benchmarks": "description"}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -87,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="datasets to fetch (default: all)")
     p.set_defaults(func=cmd_data_fetch)
 
+    from benchmarks.cli import add_parsers as add_benchmark_parsers
     from harness.commands import add_run_parsers
 
     add_run_parsers(sub)
+    add_benchmark_parsers(sub)
     return parser
 
 

@@ -26,6 +26,14 @@ class Suite:
         return (self.domain_expert or {}).get(scale)
 
 
+def suite_benchmarks(name: str, *, fine_tuned: bool = False) -> tuple[str, ...]:
+    """The benchmarks a run of suite ``name`` is scored on; fine-tuned runs add ALWAYS_AFTER_FINE_TUNING."""
+    names = list(SUITES.get(name).benchmarks)
+    if fine_tuned:
+        names += [b for b in ALWAYS_AFTER_FINE_TUNING if b not in names]
+    return tuple(names)
+
+
 def register_suite(suite: Suite, aliases: tuple[str, ...] = ()) -> Suite:
     return SUITES.register(suite.name, suite, aliases=aliases)
 

@@ -27,18 +27,11 @@ from harness.io import atomic_write_json, read_json
 from harness.provenance import collect
 from harness.registry import METHODS, SUITES
 from harness.runstore import RunDir
-from harness.suites import ALWAYS_AFTER_FINE_TUNING
+from harness.suites import suite_benchmarks
 
 
 def say(message: str) -> None:
     print(f"[harness] {message}", file=sys.stderr, flush=True)
-
-
-def benchmark_names(config: RunConfig) -> list[str]:
-    suite = SUITES.get(config.suite)
-    names = list(suite.benchmarks)
-    names += [b for b in ALWAYS_AFTER_FINE_TUNING if b not in names]
-    return names
 
 
 def benchmark_steps(config: RunConfig, best_step: int | None, trains: bool) -> list[int]:
@@ -162,7 +155,7 @@ def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list
     from harness.engine.adapters import load_trainable_state
 
     done = {(r["step"], r["metric"]) for r in run.metrics() if r.get("phase") == "benchmark"}
-    names = benchmark_names(config)
+    names = list(suite_benchmarks(config.suite, fine_tuned=True))
     for step in steps:
         if all((step, f"{name}/score") in done for name in names):
             continue  # already scored before an interruption

@@ -1,0 +1,149 @@
+"""``harness eval`` (score any model on a suite) and ``harness score`` (score completions made elsewhere).
+
+Wired into the main CLI by ``benchmarks.cli.add_parsers(subparsers)``; each command's function
+returns the process exit code (0 success, 2 bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.io import atomic_write_json, atomic_write_text
+
+
+def add_parsers(subparsers) -> None:
+    """Add ``eval`` and ``score`` to the main CLI's subparsers."""
+    p = subparsers.add_parser("eval", help="evaluate a model (and optional adapter) on a suite's benchmarks")
+    p.add_argument("--model", required=True, help="a local Hugging Face model directory or a registered model name")
+    p.add_argument("--adapter", type=Path, help="a PEFT adapter directory to load on top of the model")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--suite", help="code, math, specialized or general")
+    which.add_argument("--benchmarks", help="comma-separated benchmark names (e.g. humaneval,mmlu-cs)")
+    p.add_argument("--limit", type=int, help="score a fixed stratified subsample of N items per benchmark")
+    p.add_argument("--seed", type=int, default=0, help="subsample (and few-shot) seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--mmlu-engine", choices=("lm-eval", "direct"), default="lm-eval")
+    p.add_argument("--mmlu-fewshot", type=int, default=0,
+                   help="shots per subject, held out from MMLU's test items (the packaged copy has no dev split)")
+    p.add_argument("--out", type=Path, help="directory for results.json and per-item <benchmark>.jsonl files")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=main_eval)
+
+    p = subparsers.add_parser("score", help="score externally produced completions (HumanEval, MATH or MMLU rows)")
+    p.add_argument("--benchmark", required=True, help="humaneval, math (= math-l5), math-500-l5, mmlu, mmlu-cs, ...")
+    p.add_argument("--completions", required=True, type=Path, help="JSONL file, one row per completion")
+    p.add_argument("--out", type=Path, help="write the per-item verdicts to this JSONL file")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the metric and counts")
+    p.set_defaults(func=main_score)
+
+
+# --- harness score -----------------------------------------------------------------------------
+
+def read_completions(path: Path) -> list[dict]:
+    """JSONL rows; a line that is not JSON is an error naming the line."""
+    if not path.exists():
+        raise FileNotFoundError(f"completions file {path} does not exist")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not a JSON object ({err.msg})") from None
+    return rows
+
+
+def main_score(args: argparse.Namespace) -> int:
+    from harness.registry import RegistryError
+
+    from benchmarks.score import CompletionsError, score_completions
+
+    try:
+        report = score_completions(args.benchmark, read_completions(args.completions))
+    except (CompletionsError, RegistryError, FileNotFoundError, ValueError) as err:
+        print(f"harness score: error: {err}", file=sys.stderr)
+        return 2
+    per_item = report.pop("per_item")
+    if args.out:
+        atomic_write_text(args.out, "".join(json.dumps(r, sort_keys=True) + "\n" for r in per_item))
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        counts = f"{report['n_items']}/{report['n_total']} items" + (
+            f", {report['n_samples']} samples" if "n_samples" in report else "")
+        print(f"{report['benchmark']} {report['metric']} = {report['score']:.4f} ({counts})")
+        for k, v in report.get("pass@k", {}).items():
+            if k != "pass@1":
+                print(f"  {k} = {v:.4f}")
+        for group, g in report.get("per_group", {}).items():
+            print(f"  {group}: {g['accuracy']:.4f} ({g['n']} items)")
+    return 0
+
+
+# --- harness eval ------------------------------------------------------------------------------
+
+def suite_benchmark_names(suite: str) -> tuple[str, ...]:
+    from harness.suites import suite_benchmarks
+
+    return suite_benchmarks(suite)
+
+
+def load_model_and_tokenizer(model_ref: str, adapter: Path | None = None):
+    """A local HF directory, or a name resolved by ``harness.models``; then an optional PEFT adapter."""
+    path = Path(model_ref)
+    if path.is_dir():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    else:
+        try:
+            from harness import models
+        except ImportError:
+            raise FileNotFoundError(
+                f"--model {model_ref!r} is not a directory, and model names need harness.models, "
+                "which this installation lacks; pass a local Hugging Face model directory") from None
+        resolved = models.resolve_model(model_ref)
+        model, tokenizer = models.load_model(resolved), models.load_tokenizer(resolved)
+    if adapter is not None:
+        if not adapter.is_dir():
+            raise FileNotFoundError(f"--adapter {adapter} is not a directory")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.eval(), tokenizer
+
+
+def main_eval(args: argparse.Namespace) -> int:
+    from harness.registry import RegistryError
+
+    from benchmarks.evaluate import evaluate_model
+
+    try:
+        names = suite_benchmark_names(args.suite) if args.suite else tuple(
+            b.strip() for b in args.benchmarks.split(",") if b.strip())
+        model, tokenizer = load_model_and_tokenizer(args.model, args.adapter)
+        results = evaluate_model(model, tokenizer, names, limit=args.limit, subsample_seed=args.seed,
+                                 batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                                 out_dir=args.out, mmlu_engine=args.mmlu_engine, mmlu_fewshot=args.mmlu_fewshot)
+    except (RegistryError, FileNotFoundError, ValueError) as err:
+        print(f"harness eval: error: {err}", file=sys.stderr)
+        return 2
+    report = {"model": args.model, "adapter": str(args.adapter) if args.adapter else None,
+              "suite": args.suite, "limit": args.limit, "results": {k: r.to_dict() for k, r in results.items()}}
+    if args.out:
+        atomic_write_json(args.out / "results.json", report)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        for name, r in results.items():
+            sub = f", subsample seed {r.subsample['seed']}" if r.subsample else ""
+            score = "n/a" if r.score is None else f"{r.score:.4f}"
+            print(f"{name:18s} {r.metric:9s} {score}  ({r.n_items}/{r.n_total} items{sub}, v{r.version}, {r.seconds:.1f} s)")
+    return 0

@@ -1,0 +1,1 @@
+"""lm-eval task definitions (YAML) for the offline benchmarks, and the functions they name."""
