@@ -124,6 +124,7 @@ def main_eval(args: argparse.Namespace) -> int:
     from harness.registry import RegistryError
 
     from benchmarks.evaluate import evaluate_model
+    from harness.models import ModelUnavailableError
 
     try:
         names = suite_benchmark_names(args.suite) if args.suite else tuple(
@@ -132,7 +133,7 @@ def main_eval(args: argparse.Namespace) -> int:
         results = evaluate_model(model, tokenizer, names, limit=args.limit, subsample_seed=args.seed,
                                  batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                  out_dir=args.out, mmlu_engine=args.mmlu_engine, mmlu_fewshot=args.mmlu_fewshot)
-    except (RegistryError, FileNotFoundError, ValueError) as err:
+    except (RegistryError, FileNotFoundError, ValueError, ModelUnavailableError) as err:
         print(f"harness eval: error: {err}", file=sys.stderr)
         return 2
     report = {"model": args.model, "adapter": str(args.adapter) if args.adapter else None,

@@ -94,20 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     from benchmarks.cli import add_parsers as add_benchmark_parsers
     from harness.commands import add_run_parsers
+    from harness.zoo.cli import add_parser as add_zoo_parser
 
     add_run_parsers(sub)
+    add_zoo_parser(sub)
     add_benchmark_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from harness.data.sources import DataUnavailableError
     from harness.config import ConfigError
+    from harness.data.sources import DataUnavailableError
+    from harness.engine.adapters import AdapterUnavailableError
+    from harness.models import ModelUnavailableError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (RegistryError, ConfigError, DataUnavailableError) as err:
+    except (RegistryError, ConfigError, DataUnavailableError, ModelUnavailableError, AdapterUnavailableError) as err:
         print(f"harness: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

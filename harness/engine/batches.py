@@ -23,9 +23,14 @@ class Encoded:
     prompt_len: int
 
 
+def _ids(tokenizer, text: str) -> list[int]:
+    # verbose=False: texts longer than the model are expected here; we truncate them ourselves
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+
 def encode_example(tokenizer, instruction: str, response: str, seq_len: int, loss_on: str = "response") -> Encoded:
-    prompt_ids = tokenizer(format_prompt(instruction), add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    prompt_ids = _ids(tokenizer, format_prompt(instruction))
+    response_ids = _ids(tokenizer, response)
     if tokenizer.bos_token_id is not None:
         prompt_ids = [tokenizer.bos_token_id, *prompt_ids]
     if tokenizer.eos_token_id is not None:
@@ -36,8 +41,12 @@ def encode_example(tokenizer, instruction: str, response: str, seq_len: int, los
     return Encoded(ids, labels, len(prompt_ids))
 
 
-def encode_prompt(tokenizer, instruction: str) -> list[int]:
-    ids = tokenizer(format_prompt(instruction), add_special_tokens=False)["input_ids"]
+def encode_prompt(tokenizer, instruction: str, max_len: int | None = None) -> list[int]:
+    """BOS + prompt; a prompt longer than ``max_len`` keeps its tail (the instruction's end and the
+    response marker), so generation stays within the positions the model was trained on."""
+    ids = _ids(tokenizer, format_prompt(instruction))
+    if max_len is not None:
+        ids = ids[-(max_len - 1):]
     return [tokenizer.bos_token_id, *ids] if tokenizer.bos_token_id is not None else ids
 
 

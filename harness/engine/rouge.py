@@ -61,13 +61,16 @@ def autocast_for(precision: str, device: torch.device):
 
 @torch.no_grad()
 def generate_responses(model, tokenizer, instructions: list[str], *, max_new_tokens: int, batch_size: int,
-                       precision: str = "fp32") -> list[str]:
-    """Greedy decoding of each instruction's response (left-padded batches, stop at EOS)."""
+                       precision: str = "fp32", max_len: int | None = None) -> list[str]:
+    """Greedy decoding of each instruction's response (left-padded batches, stop at EOS).
+
+    ``max_len`` bounds prompt + response tokens (the training sequence length)."""
     device = next(model.parameters()).device
     pad = pad_id(tokenizer)
     outputs: list[str] = []
     for start in range(0, len(instructions), batch_size):
-        prompts = [encode_prompt(tokenizer, text) for text in instructions[start : start + batch_size]]
+        budget = None if max_len is None else max(max_len - max_new_tokens, 2)
+        prompts = [encode_prompt(tokenizer, text, budget) for text in instructions[start : start + batch_size]]
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)

@@ -49,7 +49,7 @@ def evaluate_validation(model, tokenizer, config: RunConfig, records: list[dict]
     if e.rouge_mode == "generate":
         preds = generate_responses(model, tokenizer, [r["instruction"] for r in records],
                                    max_new_tokens=e.max_new_tokens, batch_size=e.eval_batch_size,
-                                   precision=t.precision)
+                                   precision=t.precision, max_len=t.seq_len)
         refs = [r["response"] for r in records]
     else:
         preds, refs = teacher_forced_predictions(model, tokenizer, records, seq_len=t.seq_len,
