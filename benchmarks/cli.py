@@ -95,22 +95,11 @@ def suite_benchmark_names(suite: str) -> tuple[str, ...]:
 
 
 def load_model_and_tokenizer(model_ref: str, adapter: Path | None = None):
-    """A local HF directory, or a name resolved by ``harness.models``; then an optional PEFT adapter."""
-    path = Path(model_ref)
-    if path.is_dir():
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A registered name, local HF directory, .gguf file or hub id (harness.models); then an optional adapter."""
+    from harness import models
 
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    else:
-        try:
-            from harness import models
-        except ImportError:
-            raise FileNotFoundError(
-                f"--model {model_ref!r} is not a directory, and model names need harness.models, "
-                "which this installation lacks; pass a local Hugging Face model directory") from None
-        resolved = models.resolve_model(model_ref)
-        model, tokenizer = models.load_model(resolved), models.load_tokenizer(resolved)
+    resolved = models.resolve_model(model_ref)
+    model, tokenizer = models.load_model(resolved), models.load_tokenizer(resolved)
     if adapter is not None:
         if not adapter.is_dir():
             raise FileNotFoundError(f"--adapter {adapter} is not a directory")

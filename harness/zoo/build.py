@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.io import atomic_write_json, read_json
+from harness.io import atomic_write_json, read_json, sha256_file
 from harness.paths import cache_dir
 from harness.zoo.recipe import (
     DOMAINS, EVAL_DOMAINS, FORMAT_VERSION, INSTRUCTION_POOLS, ROLE_BY_NAME, ROLES, Recipe, Step, recipe_for,
@@ -137,14 +137,6 @@ def _wanted_steps(recipe: Recipe, roles: Iterable[str] | None) -> list[Step]:
             raise KeyError(f"no zoo role {role!r}; roles: {', '.join(r.name for r in ROLES)}")
         names.update(s.name for s in recipe.lineage(ROLE_BY_NAME[role].checkpoint))
     return [s for s in recipe.steps if s.name in names]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -365,7 +357,7 @@ class _Builder:
             "vocab_size": config.vocab_size, "params": sum(p.numel() for p in model.parameters()),
             "tokens_total": sum(s.tokens // (recipe.batch_size * recipe.seq_len) * recipe.batch_size * recipe.seq_len
                                 for s in lineage),
-            **stats, "heldout": heldout, "weights_sha256": _sha256(tmp / "model.safetensors"),
+            **stats, "heldout": heldout, "weights_sha256": sha256_file(tmp / "model.safetensors"),
             "torch_threads": torch.get_num_threads(),
         }
 
