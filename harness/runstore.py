@@ -87,9 +87,8 @@ class RunDir:
         atomic_write_json(self.config_path, config_dict)
         previous = self.status() or {}
         attempts = previous.get("attempts", 0) + 1
-        if attempts > 1:  # keep the earlier attempt's provenance beside the new one
-            atomic_write_json(self.path / f"provenance.attempt-{attempts - 1}.json",
-                              read_json(self.provenance_path)) if self.provenance_path.exists() else None
+        if attempts > 1 and self.provenance_path.exists():  # keep the earlier attempt's provenance too
+            atomic_write_json(self.path / f"provenance.attempt-{attempts - 1}.json", read_json(self.provenance_path))
         atomic_write_json(self.provenance_path, provenance)
         repair_jsonl(self.metrics_path)
         self.set_status(RUNNING, attempts=attempts, started=time.time())
