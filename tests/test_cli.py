@@ -64,6 +64,12 @@ def test_unknown_names_are_errors_with_suggestions(data_cache, capsys):
     assert "training.lr" in capsys.readouterr().err
 
 
+def test_runs_need_a_training_suite(data_cache, capsys):
+    assert main(["run", "--method", "vanilla", "--suite", "general", "--scale", "nano"]) == 2
+    err = capsys.readouterr().err
+    assert "evaluation-only" in err and "harness eval" in err
+
+
 def test_console_script_is_installed():
     exe = shutil.which("harness", path=os.path.dirname(sys.executable))
     assert exe, "the `harness` console script is not installed next to this interpreter"

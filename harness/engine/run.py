@@ -16,7 +16,7 @@ import torch
 import transformers
 
 from harness.catalog import load_builtins
-from harness.config import RunConfig
+from harness.config import ConfigError, RunConfig
 from harness.data import dataset_hash, load_dataset, train_validation_split
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters, quantize_for_qlora, trainable_summary
@@ -70,9 +70,10 @@ def execute(config: RunConfig, *, results_root: str | Path | None = None, force:
     load_builtins()
     spec = METHODS.get(config.method)
     suite = SUITES.get(config.suite)
-    if spec.trains and not suite.trainable:
-        raise ValueError(f"suite {suite.name!r} is evaluation-only (no training data); fine-tune on a training "
-                         f"suite ({', '.join(n for n, s in SUITES.items() if s.trainable)}) or use `harness eval`")
+    if not suite.trainable:  # every run, trained or not, is validated on its suite's held-out split
+        raise ConfigError(f"suite {suite.name!r} is evaluation-only (no training data): run on a training suite "
+                          f"({', '.join(n for n, s in SUITES.items() if s.trainable)}), or score a model on it "
+                          f"with `harness eval --model M --suite {suite.name}`")
     accelerator = make_accelerator(config.training.precision)
     run = RunDir.for_config(config, results_root)
     main = accelerator.is_main_process
