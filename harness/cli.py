@@ -1,4 +1,4 @@
-"""The ``harness`` command line: list, data, run, zoo, transfer, eval, score."""
+"""The ``harness`` command line: list, data, run, runs, show, zoo, transfer, eval, score."""
 
 from __future__ import annotations
 
@@ -93,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from benchmarks.cli import add_parsers as add_benchmark_parsers
     from harness.commands import add_run_parsers
+    from harness.runs_cli import add_parsers as add_runs_parsers
     from harness.zoo.cli import add_parser as add_zoo_parser
 
     add_run_parsers(sub)
+    add_runs_parsers(sub)
     add_zoo_parser(sub)
     add_benchmark_parsers(sub)
     return parser

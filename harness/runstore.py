@@ -11,20 +11,90 @@ Layout::
 
 Every JSON file is replaced atomically, so a run killed at any moment leaves no half-written file;
 a torn last line of metrics.jsonl is cut when the run resumes.
+
+A run killed hard (SIGKILL, OOM killer, a lost node) cannot write its own end: its status.json
+still says ``running``. Every status therefore records who wrote it (``host``, ``pid`` and the
+process's ``pid_create_time``), and :meth:`RunDir.state` tells a live run from a dead one.
+
+A resumed run appends rows with a higher ``attempt``; :func:`latest_metrics` keeps, for each
+``(step, phase, metric)``, only the rows of the latest attempt that wrote it.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+import psutil
 
 from harness.io import append_jsonl, atomic_write_json, read_json, read_jsonl, repair_jsonl
 from harness.paths import results_dir
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+INTERRUPTED = "interrupted"  # status says running, but the process that wrote it is gone
+NEW = "new"  # no status.json yet
+# Two readings of one process's start time differ by clock-tick rounding only; a reused pid's
+# process started later than the recorded one by far more than this.
+_CREATE_TIME_TOLERANCE_S = 1.0
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def _own_create_time() -> float | None:
+    try:
+        return psutil.Process().create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def pid_alive(pid: int, create_time: float | None = None) -> bool:
+    """Whether process ``pid`` exists on this host and is the one that started at ``create_time``.
+
+    A zombie (killed, not reaped yet) counts as dead; with ``create_time`` given, a process that
+    started at another time (the pid was reused after the run's process died) counts as dead too.
+    """
+    try:
+        if not psutil.pid_exists(int(pid)):
+            return False
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if create_time is not None and abs(proc.create_time() - float(create_time)) > _CREATE_TIME_TOLERANCE_S:
+            return False
+        return True
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # it exists, owned by someone else; its start time cannot be read
+        return create_time is None
+    except (psutil.Error, OSError, TypeError, ValueError):
+        return False
+
+
+def latest_metrics(rows: Iterable[dict]) -> list[dict]:
+    """The rows that count after resumes: for each ``(step, phase, metric)``, the rows of the latest
+    ``attempt`` that wrote one (a row without ``attempt`` counts as attempt 1), in file order.
+
+    Every row of that attempt is kept, so a phase timed several times at one step within an
+    attempt (e.g. ``load_model`` for two models) still sums; an earlier attempt's rows for a key
+    that a later attempt wrote again are dropped. Rows for keys only an earlier attempt wrote (a
+    benchmark scored before the crash and skipped on resume) are kept.
+    """
+    rows = list(rows)
+
+    def key(row: dict) -> tuple:
+        return row.get("step"), row.get("phase"), row.get("metric")
+
+    latest: dict[tuple, int] = {}
+    for row in rows:
+        k, attempt = key(row), row.get("attempt") or 1
+        latest[k] = max(latest.get(k, attempt), attempt)
+    return [row for row in rows if (row.get("attempt") or 1) == latest[key(row)]]
 
 
 @dataclass(order=True)
@@ -70,6 +140,35 @@ class RunDir:
             return None
         return read_json(self.status_path)
 
+    def state(self) -> str:
+        """The run's state as seen from this host, where the raw ``status()["state"]`` may be stale:
+
+        * ``"new"`` — no status.json (nothing started, or killed before its first status);
+        * ``"completed"`` / ``"failed"`` — as recorded;
+        * ``"running"`` — recorded as running by a process on this host that is still alive (the same
+          pid *and* the same process start time, so a reused pid does not count);
+        * ``"interrupted"`` — recorded as running on this host, but that process is gone (SIGKILL,
+          OOM, power loss); the run resumes from its latest checkpoint when started again;
+        * ``"running (on HOST)"`` — recorded as running on another host, whose processes cannot be
+          checked from here: it may be alive or dead. ``state().startswith("running")`` covers both
+          running forms.
+
+        A status written before hosts were recorded is checked against this host's processes by pid.
+        """
+        status = self.status()
+        if status is None:
+            return NEW
+        state = status.get("state", "unknown")
+        if state != RUNNING:
+            return state
+        host = status.get("host")
+        if host is not None and host != hostname():
+            return f"{RUNNING} (on {host})"
+        pid = status.get("pid")
+        if pid is None or not pid_alive(pid, status.get("pid_create_time")):
+            return INTERRUPTED
+        return RUNNING
+
     def is_completed(self) -> bool:
         status = self.status()
         return bool(status and status.get("state") == COMPLETED)
@@ -94,7 +193,10 @@ class RunDir:
         self.set_status(RUNNING, attempts=attempts, started=time.time())
 
     def set_status(self, state: str, **fields: Any) -> None:
-        status = {**(self.status() or {}), **fields, "state": state, "updated": time.time(), "pid": os.getpid()}
+        """Merge ``fields`` into status.json with ``state``, stamped with who wrote it and when:
+        ``updated``, ``host``, ``pid`` and ``pid_create_time`` (what :meth:`state` checks)."""
+        status = {**(self.status() or {}), **fields, "state": state, "updated": time.time(),
+                  "host": hostname(), "pid": os.getpid(), "pid_create_time": _own_create_time()}
         atomic_write_json(self.status_path, status)
 
     def complete(self, **fields: Any) -> None:
@@ -108,7 +210,12 @@ class RunDir:
         append_jsonl(self.metrics_path, rows)
 
     def metrics(self) -> list[dict]:
+        """Every row, all attempts (see :meth:`latest_metrics` for the rows that count)."""
         return list(read_jsonl(self.metrics_path))
+
+    def latest_metrics(self) -> list[dict]:
+        """:func:`latest_metrics` of this run's rows: the latest attempt's per (step, phase, metric)."""
+        return latest_metrics(self.metrics())
 
 
 def find_runs(root: str | Path | None = None) -> list[RunDir]:

@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -8,7 +9,7 @@ import time
 
 from harness.config import resolve_config
 from harness.io import atomic_write_json, read_json, read_jsonl, repair_jsonl
-from harness.runstore import COMPLETED, RUNNING, RunDir, find_runs
+from harness.runstore import COMPLETED, INTERRUPTED, RUNNING, RunDir, find_runs
 
 
 def test_layout_and_lifecycle(tmp_path):
@@ -80,3 +81,63 @@ def test_create_refuses_a_different_config_in_the_same_dir(tmp_path):
         assert "different configuration" in str(err)
     else:
         raise AssertionError("a different config was accepted into an existing run directory")
+
+
+# --- a run that died: state() --------------------------------------------------------------------
+
+def _spawn_running_run(path):
+    """A separate process that starts a run at ``path`` (status running, its own pid) and then waits."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from harness.runstore import RunDir
+        RunDir(__import__("pathlib").Path({str(path)!r})).create({{"method": "lora"}}, {{}})
+        print("ready", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_sigkilled_run_reads_interrupted(tmp_path):
+    run = RunDir(tmp_path / "code" / "lora" / "s0-dead")
+    proc = _spawn_running_run(run.path)
+    try:
+        status = run.status()
+        assert status["state"] == RUNNING and status["pid"] == proc.pid
+        assert status["host"] == socket.gethostname() and status["pid_create_time"] > 0
+        assert run.state() == RUNNING  # another process, alive
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert run.status()["state"] == RUNNING  # the raw status cannot know
+    assert run.state() == INTERRUPTED
+    run.create({"method": "lora"}, {})  # the resume: this (live) process takes it over
+    assert run.state() == RUNNING and run.status()["attempts"] == 2
+
+
+def test_a_reused_pid_does_not_count_as_the_run(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.create({}, {})
+    assert run.state() == RUNNING  # this very process, alive
+    status = run.status()
+    atomic_write_json(run.status_path, {**status, "pid_create_time": status["pid_create_time"] - 3600})
+    assert run.state() == INTERRUPTED  # same pid, but a process that started an hour later
+    legacy = {k: v for k, v in status.items() if k not in ("host", "pid_create_time")}
+    atomic_write_json(run.status_path, legacy)  # written before hosts were recorded: pid only
+    assert run.state() == RUNNING
+    atomic_write_json(run.status_path, {**legacy, "pid": 2**22 + 4321})
+    assert run.state() == INTERRUPTED
+
+
+def test_running_on_another_host_and_finished_states(tmp_path):
+    run = RunDir(tmp_path / "r")
+    assert run.state() == "new"
+    run.create({}, {})
+    atomic_write_json(run.status_path, {**run.status(), "host": "node-7", "pid": 2**22 + 4321})
+    assert run.state() == "running (on node-7)"  # its processes cannot be checked from here
+    run.complete()
+    atomic_write_json(run.status_path, {**run.status(), "pid": 2**22 + 4321})  # its process is long gone
+    assert run.state() == COMPLETED
+    run.fail("boom")
+    assert run.state() == "failed"
