@@ -76,6 +76,12 @@ def make_pair(*, tie: bool = False, pad_token_id: int | None = None):
     return expert, expert_tok, target, target_tok
 
 
+def rescaled_new_rows(E_hat: torch.Tensor, original_head: torch.Tensor) -> torch.Tensor:
+    """The untied lm_head rows of the new tokens: their rows of Ê at the old rows' mean norm."""
+    new = E_hat[K_T:]
+    return new * (original_head.norm(dim=1).mean() / new.norm(dim=1, keepdim=True))
+
+
 def vocabs() -> tuple[dict[str, int], dict[str, int]]:
     return make_tokenizer(EXPERT_WORDS, EXPERT_SPECIAL).get_vocab(), make_tokenizer(TARGET_WORDS).get_vocab()
 
@@ -327,8 +333,9 @@ def test_untie_gives_a_separate_lm_head_holding_the_original_output_rows():
     assert lm_head.data_ptr() != model.get_input_embeddings().weight.data_ptr()
     assert model.config.tie_word_embeddings is False
     assert torch.equal(lm_head[:K_T], original)
-    assert torch.allclose(lm_head[K_T:], original.mean(0).expand(len(EXPERT_ONLY), -1))
+    assert torch.allclose(lm_head[K_T:], rescaled_new_rows(result.embedding, original))  # Ê rows, old norm
     assert result.report["tie"]["tied_before"] and not result.report["tie"]["tied_after"]
+    assert result.report["tie"]["lm_head_rows_from_E_hat"] == len(EXPERT_ONLY)
 
 
 def test_untied_target_keeps_its_output_rows_for_old_tokens():
@@ -338,8 +345,11 @@ def test_untied_target_keeps_its_output_rows_for_old_tokens():
     lm_head = result.model.get_output_embeddings().weight.detach()
     assert lm_head.shape == (K_UNION, D_T)
     assert torch.equal(lm_head[:K_T], original)
-    assert torch.allclose(lm_head[K_T:], original.mean(0).expand(len(EXPERT_ONLY), -1))
+    assert torch.allclose(lm_head[K_T:], rescaled_new_rows(result.embedding, original))
+    assert result.report["tie"]["lm_head_new_row_norms"]["rescaled_to"] == pytest.approx(
+        float(original.norm(dim=1).mean()))
     assert result.model.config.tie_word_embeddings is False
+    assert "E_hat" in result.report["tie"]["lm_head"]
 
 
 # --- official-code compatibility --------------------------------------------------------------

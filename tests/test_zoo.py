@@ -73,7 +73,23 @@ def test_code_tokenizer_adds_exactly_16_strings(nano_zoo):
     text = "class A:\n    def f(self, x):\n        if x is None:\n            return 1\n"
     ids = code(text, add_special_tokens=False)["input_ids"]
     assert code.decode(ids) == text
-    assert len(ids) < len(base(text, add_special_tokens=False)["input_ids"])
+    assert ids == base(text, add_special_tokens=False)["input_ids"]  # special tokens only: same tokenisation
+    assert all(code.added_tokens_decoder[code_vocab[t]].special for t in CODE_TOKENS)
+
+
+def test_code_tokenizer_gives_the_base_ids_on_real_code(nano_zoo):
+    """Equal terms: Pen2Sword (tokenizer extended by the code tokens) and LoRA (base tokenizer) see the
+    same token ids for the code corpus and the code instruction pairs."""
+    base = load_tokenizer(resolve_model("target-base", scale="nano", build=False))
+    code = load_tokenizer(resolve_model("code-expert", scale="nano", build=False))
+    texts = []
+    for source in ("code.heldout", "code.train", "code-pairs.train"):
+        for line in (family_dir("nano") / CORPUS / f"{source}.jsonl").read_text(encoding="utf-8").split("\n")[:200]:
+            if line:
+                row = json.loads(line)
+                texts.append(row["text"] if "text" in row else row["instruction"] + "\n" + row["response"])
+    assert len(texts) > 100
+    assert [code(t)["input_ids"] for t in texts] == [base(t)["input_ids"] for t in texts]
 
 
 def test_manifest_records_losses_and_relations(nano_zoo):

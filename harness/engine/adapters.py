@@ -3,6 +3,15 @@
 Token embeddings are made trainable on the base model itself (``requires_grad``) rather than through
 ``modules_to_save`` (which would keep a second full copy); checkpoints save every trainable tensor,
 and adapters are exported with ``save_embedding_layers=True`` so the embedding is never dropped.
+
+Tokens a method added to the vocabulary (Pen2Sword's expert-only tokens) must also be learnable as
+outputs: where the embedding trains and lm_head is a matrix of its own (untied), the lm_head rows of
+those tokens train too, through peft's trainable tokens (``LoraConfig.trainable_token_indices``
+aimed at the lm_head; ``TrainableTokensConfig`` when no LoRA is applied). peft keeps only those rows
+as a parameter (``…lm_head.token_adapter.trainable_tokens_delta.<adapter>``, new tokens × hidden),
+starting from the current rows, so logits are unchanged at initialisation, the optimizer holds
+state for those rows only, and checkpoints (:func:`trainable_state`) carry them. A tied lm_head
+needs nothing: it is the embedding.
 """
 
 from __future__ import annotations
@@ -55,24 +64,50 @@ def quantize_for_qlora(model, tokenizer, work_dir):
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
-def apply_adapters(model, training: TrainingConfig):
-    """Return the model with exactly the configured parameters trainable."""
+def apply_adapters(model, training: TrainingConfig, new_token_ids=()):
+    """Return the model with exactly the configured parameters trainable.
+
+    ``new_token_ids``: ids the method added to the vocabulary. Where the embedding trains
+    (``training.train_embeddings``) and lm_head is not tied to it, their lm_head rows train too
+    (peft trainable tokens, see the module docstring); with ``peft="full"`` everything trains anyway.
+    """
     if training.peft == "full":
         for p in model.parameters():
             p.requires_grad_(True)
         return model
     for p in model.parameters():
         p.requires_grad_(False)
+    head = _trainable_head_rows(model, new_token_ids) if training.train_embeddings else None
     if training.peft in ("lora", "dora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
                           target_modules=list(training.lora_target_modules), use_dora=training.peft == "dora",
-                          bias="none", task_type="CAUSAL_LM")
+                          bias="none", task_type="CAUSAL_LM",
+                          trainable_token_indices={head[0]: head[1]} if head else None)
         model = get_peft_model(model, lora)
+    elif head:
+        from peft import TrainableTokensConfig, get_peft_model
+
+        model = get_peft_model(model, TrainableTokensConfig(target_modules=[head[0]], token_indices=head[1]))
     if training.train_embeddings:
         model.get_input_embeddings().weight.requires_grad_(True)
     return model
+
+
+def _trainable_head_rows(model, new_token_ids) -> tuple[str, list[int]] | None:
+    """(lm_head module name, sorted ids) when the new tokens need lm_head rows of their own to train;
+    None when there are none, or when lm_head is tied to the input embedding (the embedding trains them)."""
+    ids = sorted({int(i) for i in new_token_ids})
+    head = model.get_output_embeddings()
+    if not ids or head is None:
+        return None
+    weight = head.weight
+    if weight.data_ptr() == model.get_input_embeddings().weight.data_ptr():
+        return None
+    if ids[0] < 0 or ids[-1] >= weight.shape[0]:
+        raise ValueError(f"new token ids {ids[0]}..{ids[-1]} are outside the lm_head's {weight.shape[0]} rows")
+    return next(name for name, module in model.named_modules() if module is head), ids
 
 
 def trainable_summary(model) -> TrainableSummary:

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 # Bump when the build code changes what a recipe produces (corpus rules, tokenizer, training loop).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 DOMAINS = ("code", "math", "prose")  # pretraining text domains (held-out slices of each)
 EVAL_DOMAINS = (*DOMAINS, "instruct")  # + held-out instruction pairs, loss on the response only

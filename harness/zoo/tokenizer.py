@@ -4,9 +4,14 @@ Special tokens come first and are fixed: ``<unk>`` 0, ``<s>`` 1 (BOS), ``</s>`` 
 pad token is a row of its own, so ``padding_idx`` freezes no real token's embedding. Like Llama's,
 the tokenizer prepends BOS when asked for special tokens.
 
-The code tokenizer is the base tokenizer plus :data:`CODE_TOKENS`, 16 strings appended after the base
-vocabulary, as CodeLlama-7B adds 16 tokens to Llama 2's 32,000: its vocabulary differs from the
-target's by string, so a transfer must align the two by token string, not by id.
+The code tokenizer is the base tokenizer plus :data:`CODE_TOKENS`, 16 **special** tokens appended after
+the base vocabulary, as CodeLlama-7B adds 16 tokens (its infilling tokens and reserved ones) to Llama 2's
+32,000: its vocabulary differs from the target's by string, so a transfer must align the two by token
+string, not by id. None of them is a plain text fragment, so the code tokenizer splits ordinary text
+into exactly the ids the base tokenizer gives (only a text holding one of the 16 marker strings
+literally, such as ``<PRE>``, differs): a method whose tokenizer carries the expert's tokens
+(Pen2Sword) and one that keeps the base tokenizer (LoRA) train and evaluate on the same token
+sequences, so their losses compare.
 """
 
 from __future__ import annotations
@@ -16,13 +21,11 @@ from collections.abc import Iterable
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
 UNK, BOS, EOS, PAD = SPECIAL_TOKENS
 
-# CodeLlama's infilling tokens (prefix, middle, suffix, end of infill) as special tokens, and twelve
-# frequent Python fragments (indentation, keywords with their trailing space) as plain tokens. Each
-# fragment holds a raw space, which a byte-level vocabulary spells "Ġ", so none can clash with it.
+# CodeLlama's infilling tokens (prefix, middle, suffix, end of infill) and twelve reserved ones, all
+# special: matched only as whole marker strings, never produced by splitting ordinary text.
 CODE_INFILL_TOKENS = ("<PRE>", "<MID>", "<SUF>", "<EOT>")
-CODE_FRAGMENT_TOKENS = ("    ", "        ", "def ", "return ", "import ", "from ", "class ", "elif ",
-                        "raise ", "yield ", "self, ", " is None")
-CODE_TOKENS = CODE_INFILL_TOKENS + CODE_FRAGMENT_TOKENS
+CODE_RESERVED_TOKENS = tuple(f"<reserved_{k}>" for k in range(12))
+CODE_TOKENS = CODE_INFILL_TOKENS + CODE_RESERVED_TOKENS
 assert len(CODE_TOKENS) == 16
 
 
@@ -52,7 +55,7 @@ def train_base_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length
 
 
 def extend_for_code(base):
-    """The code expert's tokenizer: ``base`` plus the 16 :data:`CODE_TOKENS`, appended in order."""
+    """The code expert's tokenizer: ``base`` plus the 16 special :data:`CODE_TOKENS`, appended in order."""
     from tokenizers import AddedToken, Tokenizer
 
     tok = Tokenizer.from_str(base.backend_tokenizer.to_str())
@@ -60,8 +63,7 @@ def extend_for_code(base):
     clash = [t for t in CODE_TOKENS if t in vocab]
     if clash:
         raise RuntimeError(f"code tokens {clash} already exist in the base vocabulary")
-    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in CODE_INFILL_TOKENS])
-    tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in CODE_FRAGMENT_TOKENS])
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in CODE_TOKENS])
     return _wrap(tok, base.model_max_length)
 
 
@@ -70,8 +72,9 @@ def token_byte_lengths(tokenizer) -> list[int]:
     from tokenizers import pre_tokenizers
 
     byte_of = {ch: 1 for ch in pre_tokenizers.ByteLevel.alphabet()}
-    special = set(tokenizer.all_special_tokens)
-    added = {t.content for t in tokenizer.backend_tokenizer.get_added_tokens_decoder().values()}
+    added_tokens = tokenizer.backend_tokenizer.get_added_tokens_decoder().values()
+    special = set(tokenizer.all_special_tokens) | {t.content for t in added_tokens if t.special}
+    added = {t.content for t in added_tokens}
     lengths = [0] * len(tokenizer)
     for token, i in tokenizer.get_vocab().items():
         if token in special:

@@ -159,6 +159,12 @@ class TransferResult:
     union: VocabUnion
     report: dict[str, Any]
 
+    @property
+    def new_token_ids(self) -> tuple[int, ...]:
+        """Ids of the expert-only tokens in the extended tokenizer: the last union positions."""
+        start = self.union.size - len(self.union.expert_only_tokens)
+        return tuple(range(start, self.union.size))
+
 
 def build_vocab_union(
     vocab_S: Mapping[str, int], vocab_T: Mapping[str, int], expert_num_rows: int, target_num_rows: int
@@ -450,8 +456,16 @@ def transfer(
       the target tokenizer at the ids Ê gives them, special where the expert marks them special.
     - input embedding: Ê in the target's dtype.
     - lm_head: a tied target kept tied has lm_head = Ê; an untied (or untied-now) target keeps its
-      output rows for existing tokens, and rows for new tokens start at the mean of the existing
-      output rows (so the new tokens start at the average logit instead of a random one).
+      output rows for existing tokens, and the output rows of the new tokens (the expert-only
+      tokens; also any target token past the old output matrix) start at their rows of Ê, as a
+      tied head would, each rescaled to the mean norm of the existing output rows. Ê's direction
+      makes each new token's logit depend on the hidden state, so the token can be predicted (a
+      row shared by every new token, such as the mean of the old rows, gives a logit that never
+      beats the best old token); the rescaling keeps its logits on the scale of the others (the
+      N(0, 1) rows of eq. 2–3 are far longer than trained output rows: unscaled, the 16 new
+      tokens took 98% of the probability mass of a transferred nano target on code). Official
+      mode has no new tokens (ids are paired, not united); rows it adds for target tokens lacking
+      one take the mean of the existing output rows, as the resize the official code relies on does.
     - padding: a ``padding_idx`` freezes its row. In paper mode it is kept only on a dedicated pad
       token (the tokenizer's special pad, not also bos/eos/unk); otherwise it is cleared on the
       module and in ``config.pad_token_id`` (which rebuilds it on reload). Official mode sets 0.
@@ -470,6 +484,7 @@ def transfer(
     padding_idx_before = target_embedding.padding_idx
     pad_config_before = getattr(config, "pad_token_id", None)
     dtype = target_embedding.weight.dtype
+    official = options.compat == "official"
 
     E_hat, union, report = transfer_embeddings(
         expert_model.get_input_embeddings().weight,
@@ -492,16 +507,32 @@ def transfer(
     output = target_model.get_output_embeddings()
     old_output_rows = output.weight.shape[0] if output is not None else 0
     # mean_resizing=False: HF's mean resize builds a d_T×d_T covariance (minutes at 13B); the new
-    # input rows are overwritten by Ê and the new output rows are set to the mean just below.
+    # input rows are overwritten by Ê and the new output rows are set just below.
     target_model.resize_token_embeddings(union.size, mean_resizing=False)
     embedding = target_model.get_input_embeddings()
     with torch.no_grad():
         embedding.weight.copy_(E_hat)
         output = target_model.get_output_embeddings()
         tied_after = _is_tied(target_model)
-        if output is not None and not tied_after and union.size > old_output_rows:
-            kept = output.weight[:old_output_rows]
-            output.weight[old_output_rows:] = kept.to(torch.float32).mean(0).to(kept.dtype)
+        # Union positions whose token had no output row: past the target tokenizer (the expert-only
+        # tokens, even where the matrix was padded beyond it) or past the old matrix.
+        head_from = min(report["k_T"], old_output_rows)
+        head_rows_from_E_hat, head_row_norms = 0, None
+        if output is not None and not tied_after:
+            if official:
+                if union.size > old_output_rows:
+                    kept = output.weight[:old_output_rows]
+                    output.weight[old_output_rows:] = kept.to(torch.float32).mean(0).to(kept.dtype)
+            elif union.size > head_from:
+                rows = E_hat[head_from:]
+                norms = rows.norm(dim=1, keepdim=True)
+                head_row_norms = {"E_hat_mean": float(norms.mean())}
+                if head_from > 0:  # Ê's direction at the norm of the target's own output rows
+                    head_norm = output.weight[:head_from].to(torch.float32).norm(dim=1).mean()
+                    rows = rows * (head_norm / norms.clamp_min(1e-12))
+                    head_row_norms["rescaled_to"] = float(head_norm)
+                output.weight[head_from:] = rows.to(output.weight.dtype)
+                head_rows_from_E_hat = union.size - head_from
     if hasattr(config, "tie_word_embeddings"):
         config.tie_word_embeddings = tied_after
     config.vocab_size = union.size
@@ -521,7 +552,12 @@ def transfer(
             "lm_head": (
                 "tied to the input embedding (= E_hat)" if tied_after
                 else "original output rows kept; rows for new tokens = mean of existing output rows"
+                if official
+                else "original output rows kept; rows for new tokens = their rows of E_hat, each rescaled "
+                     "to the mean norm of the existing output rows"
             ),
+            "lm_head_rows_from_E_hat": head_rows_from_E_hat,
+            "lm_head_new_row_norms": head_row_norms,
         },
         padding={
             "padding_idx_before": padding_idx_before,
