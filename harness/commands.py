@@ -8,20 +8,36 @@ import json
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.catalog import load_builtins
-    from harness.config import resolve_config
-    from harness.engine.run import execute
+    from harness.config import ConfigError, resolve_config
     from harness.method import method_overrides
+    from harness.plan import format_plan, plan_run
+    from harness.registry import METHODS
 
     load_builtins()
     given = {k: v for k, v in (("method", args.method), ("suite", args.suite), ("scale", args.scale),
                                ("seed", args.seed)) if v is not None}
+    if "method" in given:  # aliases (full → fft) run, skip and tabulate as one method
+        given["method"] = METHODS.canonical(given["method"])
     if args.expert is not None:
         given["model"] = {"expert": args.expert}
-    config = resolve_config(yaml_path=args.config, overrides=args.overrides, given=given,
+    overrides = list(args.overrides)
+    if args.rehearsal:
+        if (args.scale or "micro") != "paper":
+            raise ConfigError("--rehearsal rehearses the paper preset: pass --scale paper with it")
+        from harness.rehearsal import rehearsal_overrides
+
+        overrides = rehearsal_overrides() + overrides  # the user's own key=value still win
+    config = resolve_config(yaml_path=args.config, overrides=overrides, given=given,
                             method_overrides_for=method_overrides)
-    run = execute(config, results_root=args.results_dir, force=args.force, resume=args.resume,
-                  progress=not args.no_progress)
-    print(run.path)
+    plan = plan_run(config, args.results_dir)  # every check before anything is created
+    if args.dry_run:
+        print(json.dumps(plan.to_dict(), indent=2, default=str) if args.json else format_plan(plan))
+        return 0
+    from harness.engine.run import execute
+    from harness.summary import format_summary, summarize
+
+    run = execute(plan, force=args.force, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(summarize(run), indent=2, default=str) if args.json else format_summary(summarize(run)))
     return 0
 
 
@@ -52,6 +68,12 @@ def add_run_parsers(sub) -> None:
                    help="auto: continue from the latest checkpoint of an interrupted run")
     p.add_argument("--results-dir", help="results root (default ./results or $HARNESS_RESULTS)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve and check the whole run (config, precision, models, data) and print it; "
+                        "create, load and train nothing")
+    p.add_argument("--rehearsal", action="store_true",
+                   help="with --scale paper: the paper preset's code path on the built-in nano models, a few steps")
+    p.add_argument("--json", action="store_true", help="print the plan (--dry-run) or the summary as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.lr=3e-4 alpha=0.25")
     p.set_defaults(func=cmd_run)
 

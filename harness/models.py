@@ -229,7 +229,7 @@ def _resolve_zoo(spec: ModelSpec, scale: str, build: bool) -> ResolvedModel:
     return ResolvedModel(spec.name, str(path), "zoo", identity, _tied_from_config(path))
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
     truthy = {"1", "true", "yes", "on"}
     if any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
         return True
@@ -263,7 +263,7 @@ def _resolve_hub(hub_id: str | None, name: str, revision: str | None = None,
                  trust_remote_code: bool = False) -> ResolvedModel:
     if not hub_id:
         raise ModelUnavailableError(f"model {name!r} has no hub id")
-    if _hub_offline():
+    if hub_offline():
         cached = _cached_hub_revision(hub_id, revision)
         if cached is None:
             raise ModelUnavailableError(_unavailable_message(

@@ -3,27 +3,28 @@ DoRA, QLoRA and full fine-tuning. The shared engine applies the adapters the con
 
 from __future__ import annotations
 
+from harness.config import RunConfig
 from harness.engine.context import MethodContext, Prepared
 from harness.method import register_method
+from harness.suites import Suite
 
 
-def load_target(ctx: MethodContext, name: str | None = None) -> Prepared:
-    """The target model as it is (``name`` overrides the configured target)."""
-    resolved = ctx.resolve_model(name or ctx.config.model.target)
+def load_target(ctx: MethodContext) -> Prepared:
+    """The target model (``ctx.models["target"]``) as it is."""
+    resolved = ctx.models["target"]
     model = ctx.load_model(resolved, dtype=ctx.config.model.dtype)
     return Prepared(model=model, tokenizer=ctx.load_tokenizer(resolved),
                     models_used={"target": resolved.identity})
 
 
-def prepare_instruction_tuned(ctx: MethodContext) -> Prepared:
+def instruction_tuned_model(config: RunConfig, suite: Suite) -> dict[str, str]:
     """Table 1's "Vanilla Model + Instruction-tuned": the target family's chat model, evaluated as is."""
-    chat = {"paper": "llama-2-13b-chat"}.get(ctx.config.scale, "target-instruct")
-    return load_target(ctx, chat)
+    return {"target": {"paper": "llama-2-13b-chat"}.get(config.scale, "target-instruct")}
 
 
 register_method("vanilla", load_target, trains=False, paper_label="Vanilla Model",
                 description="the pretrained target, no adaptation (evaluated as is)")
-register_method("instruction-tuned", prepare_instruction_tuned, trains=False,
+register_method("instruction-tuned", load_target, trains=False, models=instruction_tuned_model,
                 paper_label="Vanilla Model + Instruction-tuned",
                 description="the target family's instruction-tuned model, evaluated as is")
 register_method("lora", load_target, paper_label="Vanilla Model + LoRA",

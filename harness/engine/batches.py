@@ -2,7 +2,8 @@
 
 Loss is on the response only by default (prompt tokens labelled -100); ``loss_on="full"`` gives the
 official code's prompt+response loss. Sequences are BOS + prompt + response + EOS as the tokenizer
-defines them, truncated to ``seq_len`` from the right (the prompt is kept whole where it fits).
+defines them. The prompt (BOS included) gets at most ``max_prompt_tokens``, by one rule shared by
+training, eval loss and generation (:func:`encode_prompt`); the response fills the rest of ``seq_len``.
 """
 
 from __future__ import annotations
@@ -28,26 +29,31 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
-def encode_example(tokenizer, instruction: str, response: str, seq_len: int, loss_on: str = "response") -> Encoded:
-    prompt_ids = _ids(tokenizer, format_prompt(instruction))
+def cut_middle(ids: list[int], budget: int) -> list[int]:
+    """``ids`` if they fit in ``budget``, else its first and last halves: the instruction's start and
+    its end with the response marker survive, whichever is long."""
+    if len(ids) <= budget:
+        return ids
+    head = budget // 2
+    return ids[:head] + ids[len(ids) - (budget - head):]
+
+
+def encode_prompt(tokenizer, instruction: str, max_prompt_tokens: int) -> list[int]:
+    """BOS + formatted prompt in at most ``max_prompt_tokens`` tokens (the middle is cut if longer)."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + cut_middle(_ids(tokenizer, format_prompt(instruction)), max_prompt_tokens - len(bos))
+
+
+def encode_example(tokenizer, instruction: str, response: str, seq_len: int, loss_on: str = "response",
+                   max_prompt_tokens: int | None = None) -> Encoded:
+    """Prompt (see :func:`encode_prompt`; ``None`` = up to ``seq_len - 1``) + response + EOS, cut at ``seq_len``."""
+    prompt_ids = encode_prompt(tokenizer, instruction, min(max_prompt_tokens or seq_len - 1, seq_len - 1))
     response_ids = _ids(tokenizer, response)
-    if tokenizer.bos_token_id is not None:
-        prompt_ids = [tokenizer.bos_token_id, *prompt_ids]
     if tokenizer.eos_token_id is not None:
         response_ids = [*response_ids, tokenizer.eos_token_id]
-    prompt_ids = prompt_ids[: seq_len - 1]  # leave room for at least one response token
     ids = (prompt_ids + response_ids)[:seq_len]
     labels = list(ids) if loss_on == "full" else [IGNORE] * len(prompt_ids) + ids[len(prompt_ids):]
     return Encoded(ids, labels, len(prompt_ids))
-
-
-def encode_prompt(tokenizer, instruction: str, max_len: int | None = None) -> list[int]:
-    """BOS + prompt; a prompt longer than ``max_len`` keeps its tail (the instruction's end and the
-    response marker), so generation stays within the positions the model was trained on."""
-    ids = _ids(tokenizer, format_prompt(instruction))
-    if max_len is not None:
-        ids = ids[-(max_len - 1):]
-    return [tokenizer.bos_token_id, *ids] if tokenizer.bos_token_id is not None else ids
 
 
 def pad_id(tokenizer) -> int:

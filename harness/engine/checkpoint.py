@@ -1,4 +1,5 @@
-"""Step-wise checkpoints that make resume exact: trainable weights, optimizer, scheduler, RNG, data position.
+"""Step-wise checkpoints that make resume exact: trainable weights, optimizer, scheduler, fp16 loss
+scale (GradScaler), RNG, data position.
 
 ``checkpoints/step-N/`` is written into ``step-N.tmp`` and renamed when complete, so a kill during a
 save never leaves a checkpoint that looks usable.
@@ -37,13 +38,15 @@ def staging_dir(final: Path) -> Path:
 
 
 def write_checkpoint(final: Path, *, trainable: dict[str, torch.Tensor], optimizer_state: dict,
-                     scheduler_state: dict, trainer_state: dict) -> None:
+                     scheduler_state: dict, trainer_state: dict, scaler_state: dict | None = None) -> None:
     """Rank 0 writes the shared state into the staging dir (ranks add their RNG with write_rng)."""
     stage = staging_dir(final)
     stage.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in trainable.items()}, stage / "trainable.safetensors")
     torch.save(optimizer_state, stage / "optimizer.pt")
     torch.save(scheduler_state, stage / "scheduler.pt")
+    if scaler_state is not None:
+        torch.save(scaler_state, stage / "scaler.pt")
     atomic_write_json(stage / "trainer_state.json", trainer_state)
 
 
@@ -70,6 +73,7 @@ def load_checkpoint(path: Path, rank: int) -> dict:
     return {"trainable": load_file(path / "trainable.safetensors"),
             "optimizer": torch.load(path / "optimizer.pt", weights_only=False),
             "scheduler": torch.load(path / "scheduler.pt", weights_only=False),
+            "scaler": torch.load(path / "scaler.pt", weights_only=False) if (path / "scaler.pt").exists() else None,
             "rng": torch.load(path / f"rng-rank{rank}.pt", weights_only=False),
             "trainer_state": read_json(path / "trainer_state.json")}
 

@@ -1,4 +1,6 @@
-"""Validation during training: ROUGE-1/2/L of greedy *generated* responses, and eval loss.
+"""Validation during training: ROUGE-1/2/L of greedy *generated* responses, and eval loss (nats per
+token, and bits per UTF-8 byte of the reference text, which does not depend on the tokenizer, so methods
+that extend the vocabulary stay comparable).
 
 ROUGE tokenisation. rouge-score's default tokenizer lowercases and replaces every non-alphanumeric
 character by a space, so code operators vanish ("x+1" vs "y-1" share all their tokens). The default
@@ -14,6 +16,7 @@ compared with the decoded input. It flatters every model and is offered only for
 
 from __future__ import annotations
 
+import math
 import re
 from contextlib import nullcontext
 
@@ -61,16 +64,17 @@ def autocast_for(precision: str, device: torch.device):
 
 @torch.no_grad()
 def generate_responses(model, tokenizer, instructions: list[str], *, max_new_tokens: int, batch_size: int,
-                       precision: str = "fp32", max_len: int | None = None) -> list[str]:
+                       max_prompt_tokens: int, precision: str = "fp32") -> list[str]:
     """Greedy decoding of each instruction's response (left-padded batches, stop at EOS).
 
-    ``max_len`` bounds prompt + response tokens (the training sequence length)."""
+    Prompts and generations have budgets of their own: a prompt is encoded exactly as in training
+    (at most ``max_prompt_tokens``), and up to ``max_new_tokens`` follow it."""
     device = next(model.parameters()).device
     pad = pad_id(tokenizer)
     outputs: list[str] = []
     for start in range(0, len(instructions), batch_size):
-        budget = None if max_len is None else max(max_len - max_new_tokens, 2)
-        prompts = [encode_prompt(tokenizer, text, budget) for text in instructions[start : start + batch_size]]
+        prompts = [encode_prompt(tokenizer, text, max_prompt_tokens)
+                   for text in instructions[start : start + batch_size]]
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -85,14 +89,20 @@ def generate_responses(model, tokenizer, instructions: list[str], *, max_new_tok
     return outputs
 
 
+def scored_bytes(tokenizer, labels: list[int]) -> int:
+    """UTF-8 bytes of the text whose tokens are scored (special tokens such as EOS have none)."""
+    return len(tokenizer.decode([t for t in labels if t != IGNORE], skip_special_tokens=True).encode("utf-8"))
+
+
 @torch.no_grad()
 def eval_loss(model, tokenizer, records: list[dict], *, seq_len: int, batch_size: int, loss_on: str,
-              precision: str = "fp32") -> float:
-    """Mean token-level cross-entropy on the validation responses (teacher forcing)."""
+              max_prompt_tokens: int | None = None, precision: str = "fp32") -> dict[str, float]:
+    """Teacher-forced loss on the validation responses: ``eval_loss`` (mean nats per scored token) and
+    ``eval_bits_per_byte`` (total bits over the UTF-8 bytes of the scored reference text)."""
     device = next(model.parameters()).device
-    total, count = 0.0, 0
+    total, count, n_bytes = 0.0, 0, 0
     for start in range(0, len(records), batch_size):
-        chunk = [encode_example(tokenizer, r["instruction"], r["response"], seq_len, loss_on)
+        chunk = [encode_example(tokenizer, r["instruction"], r["response"], seq_len, loss_on, max_prompt_tokens)
                  for r in records[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id(tokenizer)).items()}
         with autocast_for(precision, device):
@@ -101,17 +111,19 @@ def eval_loss(model, tokenizer, records: list[dict], *, seq_len: int, batch_size
         total += F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
                                  reduction="sum").item()
         count += int((labels != IGNORE).sum())
-    return total / max(count, 1)
+        n_bytes += sum(scored_bytes(tokenizer, e.labels[1:]) for e in chunk)
+    return {"eval_loss": total / max(count, 1), "eval_bits_per_byte": total / math.log(2) / max(n_bytes, 1)}
 
 
 @torch.no_grad()
 def teacher_forced_predictions(model, tokenizer, records: list[dict], *, seq_len: int, batch_size: int,
+                               max_prompt_tokens: int | None = None,
                                precision: str = "fp32") -> tuple[list[str], list[str]]:
     """The official code's ROUGE inputs: unshifted argmax vs the input, both over prompt+response."""
     device = next(model.parameters()).device
     preds, refs = [], []
     for start in range(0, len(records), batch_size):
-        chunk = [encode_example(tokenizer, r["instruction"], r["response"], seq_len, "full")
+        chunk = [encode_example(tokenizer, r["instruction"], r["response"], seq_len, "full", max_prompt_tokens)
                  for r in records[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id(tokenizer)).items()}
         with autocast_for(precision, device):

@@ -1,7 +1,9 @@
-"""One run, end to end: resolve → run directory → prepare (the method) → train → benchmarks → status.
+"""One run, end to end: plan (resolve, check) → run directory → build missing models → prepare (the
+method) → adapters → train → benchmarks → status.
 
 The run directory is the unit of truth; a completed config is skipped unless forced, and an
-interrupted one resumes from its latest checkpoint (``resume="auto"``).
+interrupted one resumes from its latest checkpoint (``resume="auto"``). Nothing is created before
+:func:`harness.plan.plan_run` has checked every model, path and data source.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from harness.catalog import load_builtins
-from harness.config import ConfigError, RunConfig
+from harness.config import RunConfig
 from harness.data import dataset_hash, load_dataset, train_validation_split
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters, quantize_for_qlora, trainable_summary
@@ -24,8 +25,8 @@ from harness.engine.context import MethodContext, Prepared
 from harness.engine.profiler import Profiler
 from harness.engine.trainer import Trainer, evaluate_validation, make_accelerator
 from harness.io import atomic_write_json, read_json
+from harness.plan import RunPlan, plan_run
 from harness.provenance import collect
-from harness.registry import METHODS, SUITES
 from harness.runstore import RunDir
 from harness.suites import suite_benchmarks
 
@@ -44,47 +45,63 @@ def benchmark_steps(config: RunConfig, best_step: int | None, trains: bool) -> l
     return steps
 
 
-def _build_context(config: RunConfig, run: RunDir, profiler: Profiler) -> MethodContext:
+def resolve_planned_models(plan: RunPlan, profiler: Profiler) -> dict:
+    """role → ResolvedModel; built-in roles this machine lacks are built here, in a phase of their own."""
     from harness import models
 
+    resolved = {role: m.resolved for role, m in plan.models.items() if not m.to_build}
+    missing = {role: m.name for role, m in plan.models.items() if m.to_build}
+    if missing:
+        say(f"first run: building {', '.join(sorted(set(missing.values())))} of the {plan.config.scale} model family")
+        with profiler.phase("build_models"):
+            for role, name in missing.items():
+                resolved[role] = models.resolve_model(name, scale=plan.config.scale, build=True)
+    return resolved
+
+
+def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dict) -> MethodContext:
+    from harness import models
+
+    config, suite = plan.config, plan.suite
+
     def resolve(name: str):
-        # Its own phase (nested inside the method's): a first run builds zoo models here, which
-        # must not count as transfer or preparation time.
-        with profiler.phase("resolve_model"):
+        with profiler.phase("build_models"):  # another model a method asks for: built here if missing
             return models.resolve_model(name, scale=config.scale)
 
-    suite = SUITES.get(config.suite)
-    records = load_dataset(suite.train_dataset, config.data.source)
-    split = train_validation_split(records, config.data.n_validation, config.data.split_seed)
+    def load_model(*args, **kwargs):
+        with profiler.phase("load_model"):
+            return models.load_model(*args, **kwargs)
+
+    with profiler.phase("load_data"):
+        records = load_dataset(suite.train_dataset, config.data.source)
+        split = train_validation_split(records, config.data.n_validation, config.data.split_seed)
     train = split.train[: config.data.max_train_samples] if config.data.max_train_samples else split.train
     return MethodContext(
         config=config, suite=suite, train_records=train, validation_records=split.validation,
-        work_dir=run.path / "work",
-        resolve_model=resolve,
-        load_model=models.load_model, load_tokenizer=models.load_tokenizer)
+        work_dir=run.path / "work", models=resolved, resolve_model=resolve,
+        load_model=load_model, load_tokenizer=models.load_tokenizer)
 
 
-def execute(config: RunConfig, *, results_root: str | Path | None = None, force: bool = False,
+def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | None = None, force: bool = False,
             resume: str = "auto", progress: bool = True) -> RunDir:
-    """Run ``config`` to completion (or skip it if already complete) and return its run directory."""
-    load_builtins()
-    spec = METHODS.get(config.method)
-    suite = SUITES.get(config.suite)
-    if not suite.trainable:  # every run, trained or not, is validated on its suite's held-out split
-        raise ConfigError(f"suite {suite.name!r} is evaluation-only (no training data): run on a training suite "
-                          f"({', '.join(n for n, s in SUITES.items() if s.trainable)}), or score a model on it "
-                          f"with `harness eval --model M --suite {suite.name}`")
+    """Run to completion (or skip if already complete) and return the run directory.
+
+    Takes a config (planned here) or a plan from :func:`harness.plan.plan_run`."""
+    plan = config_or_plan if isinstance(config_or_plan, RunPlan) else plan_run(config_or_plan, results_root)
+    config, spec, suite, run = plan.config, plan.method, plan.suite, plan.run
     accelerator = make_accelerator(config.training.precision)
-    run = RunDir.for_config(config, results_root)
     main = accelerator.is_main_process
-    if run.is_completed() and not force:
+    if plan.state == "completed" and not force:
         if main:
             say(f"already completed: {run.path} (pass --force to run it again)")
         return run
     if main and run.path.exists() and (force or resume == "never"):
         shutil.rmtree(run.path)
+    elif main and plan.state == "interrupted":
+        say(f"resuming an interrupted run (its process died): {run.path}")
     accelerator.wait_for_everyone()
-    transformers.set_seed(config.seed)
+    for warning in plan.warnings:
+        say(f"warning: {warning}")
 
     started = time.time()
 
@@ -95,16 +112,25 @@ def execute(config: RunConfig, *, results_root: str | Path | None = None, force:
             run.log([{**row, "time": round(now, 3), "attempt": attempt} for row in rows])
 
     profiler = Profiler(emit)
-    ctx = _build_context(config, run, profiler)
-    data_hashes = {suite.train_dataset: dataset_hash(suite.train_dataset, config.data.source)} if suite.trainable else {}
-
     if main:
-        run.create(config.to_dict(), collect(seed=config.seed, datasets=data_hashes))
-        atomic_write_json(run.path / "split.json", {"dataset": suite.train_dataset, "seed": config.data.split_seed,
-                                                    "validation_ids": [r["id"] for r in ctx.validation_records],
-                                                    "n_train": len(ctx.train_records)})
+        provenance = collect(seed=config.seed, datasets={})
+        provenance.update(precision=plan.precision.to_dict(), training_data=plan.data,
+                          planned_models={r: m.to_dict() for r, m in plan.models.items()})
+        run.create(config.to_dict(), provenance)
         say(f"run directory: {run.path}")
     try:
+        resolved = resolve_planned_models(plan, profiler)
+        ctx = _build_context(plan, run, profiler, resolved)
+        if main:
+            provenance = read_json(run.provenance_path)
+            provenance["datasets"] = {suite.train_dataset: dataset_hash(suite.train_dataset, config.data.source)}
+            atomic_write_json(run.provenance_path, provenance)
+            atomic_write_json(run.path / "split.json", {"dataset": suite.train_dataset, "seed": config.data.split_seed,
+                                                        "validation_ids": [r["id"] for r in ctx.validation_records],
+                                                        "n_train": len(ctx.train_records)})
+        # Seeded before the method and again before adapters: whatever prepare consumes (a first
+        # run's zoo build, transfer's resize) leaves every method the same LoRA init and dropout stream.
+        transformers.set_seed(config.seed)
         with profiler.phase(spec.prepare_phase):
             prepared: Prepared = spec.prepare(ctx)
         if main:
@@ -114,17 +140,19 @@ def execute(config: RunConfig, *, results_root: str | Path | None = None, force:
             atomic_write_json(run.path / "prepare.json", prepared.info)
         model, tokenizer = prepared.model, prepared.tokenizer
         best_step = None
+        transformers.set_seed(config.seed)
         if spec.trains:
             if config.training.peft == "qlora":
                 model = quantize_for_qlora(model, tokenizer, ctx.work_dir)
-            model = apply_adapters(model, config.training)
+            model = apply_adapters(model, config.training, new_token_ids=prepared.new_token_ids)
             summary = trainable_summary(model)
             emit([{"step": 0, "phase": "setup", "metric": k, "value": v} for k, v in
                   (("trainable_params", summary.trainable), ("total_params", summary.total),
                    ("trainable_percent", summary.percent))])
             trainer = Trainer(model, tokenizer, config, prepared.train_records or ctx.train_records,
                               ctx.validation_records, checkpoints_dir=run.checkpoints_dir, emit=emit,
-                              samples_dir=run.samples_dir, accelerator=accelerator, progress=progress)
+                              samples_dir=run.samples_dir, accelerator=accelerator, progress=progress,
+                              profiler=profiler)
             last = ckpt.latest(run.checkpoints_dir) if resume == "auto" else None
             if last is not None:
                 trainer.resume_from(last)
@@ -135,7 +163,7 @@ def execute(config: RunConfig, *, results_root: str | Path | None = None, force:
             best_step = state.best_step
             model = accelerator.unwrap_model(trainer.model)
         elif main:
-            with profiler.phase("evaluation"):
+            with profiler.phase("validation"):
                 scores = evaluate_validation(model, tokenizer, config, ctx.validation_records,
                                              run.samples_dir / "validation-step-0.jsonl")
             emit([{"step": 0, "phase": "eval", "metric": k, "value": v} for k, v in scores.items()])
@@ -144,7 +172,8 @@ def execute(config: RunConfig, *, results_root: str | Path | None = None, force:
                            emit, profiler, from_checkpoints=spec.trains)
         accelerator.wait_for_everyone()
         if main:
-            run.complete(best_step=best_step, phase_seconds=profiler.phase_seconds)
+            run.complete(best_step=best_step, phase_seconds=profiler.phase_seconds,
+                         wall_seconds=profiler.wall_seconds(), profile=profiler.summary())
             say(f"completed: {run.path}")
         return run
     except BaseException as err:

@@ -20,13 +20,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from tqdm import tqdm
 from transformers import get_scheduler
 
 from harness.config import RunConfig
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import load_trainable_state, trainable_state
-from harness.engine.batches import IGNORE, Encoded, StepOrder, collate, encode_example, pad_id
+from harness.engine.batches import IGNORE, Encoded, StepOrder, collate, encode_example, encode_prompt, pad_id
 from harness.engine.profiler import memory_snapshot
 from harness.io import append_jsonl
 from harness.engine.rouge import (eval_loss, generate_responses, rouge_f1,
@@ -36,9 +37,32 @@ MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def make_accelerator(precision: str) -> Accelerator:
+    """An accelerator for a *resolved* precision (harness.precision.resolve_precision turns "auto" into one)."""
+    if precision not in MIXED_PRECISION:
+        raise ValueError(f"precision {precision!r} is not resolved; resolve it with harness.precision first")
     if precision == "fp16" and not torch.cuda.is_available():
-        raise ValueError("training.precision=fp16 needs a CUDA GPU; on CPU use bf16 (or fp32)")
+        raise ValueError("training.precision=fp16 needs a CUDA GPU; on CPU use auto, bf16 or fp32")
+    # accelerate keeps one process-wide state; a run of another precision in the same process (tests, a
+    # planned series of runs) starts its own. The distributed state (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=MIXED_PRECISION[precision], cpu=not torch.cuda.is_available())
+
+
+def upcast_trainable(model) -> list[torch.nn.Parameter]:
+    """Keep every trainable parameter in fp32 (master weights) whatever the storage dtype of the model.
+
+    Under fp16/bf16 autocast the matmuls still run in half precision, but optimizer updates (and the
+    GradScaler, which refuses to unscale fp16 gradients) act on fp32 weights: a float16 model with a
+    trainable embedding otherwise stops at step 1. Tied weights are one Parameter, so they stay tied.
+    """
+    params, seen = [], set()
+    for p in model.parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            if p.dtype != torch.float32:
+                p.data = p.data.float()
+            params.append(p)
+    return params
 
 
 def evaluate_validation(model, tokenizer, config: RunConfig, records: list[dict],
@@ -49,16 +73,21 @@ def evaluate_validation(model, tokenizer, config: RunConfig, records: list[dict]
     if e.rouge_mode == "generate":
         preds = generate_responses(model, tokenizer, [r["instruction"] for r in records],
                                    max_new_tokens=e.max_new_tokens, batch_size=e.eval_batch_size,
-                                   precision=t.precision, max_len=t.seq_len)
+                                   max_prompt_tokens=config.data.max_prompt_tokens, precision=t.precision)
         refs = [r["response"] for r in records]
     else:
         preds, refs = teacher_forced_predictions(model, tokenizer, records, seq_len=t.seq_len,
-                                                 batch_size=e.eval_batch_size, precision=t.precision)
+                                                 batch_size=e.eval_batch_size,
+                                                 max_prompt_tokens=config.data.max_prompt_tokens,
+                                                 precision=t.precision)
     scores = rouge_f1(preds, refs, e.rouge_tokenizer)
-    scores["eval_loss"] = eval_loss(model, tokenizer, records, seq_len=t.seq_len, batch_size=e.eval_batch_size,
-                                    loss_on=t.loss_on, precision=t.precision)
-    if samples_path is not None:
-        append_jsonl(samples_path, [{"id": r["id"], "prediction": p, "reference": r["response"]}
+    scores.update(eval_loss(model, tokenizer, records, seq_len=t.seq_len, batch_size=e.eval_batch_size,
+                            loss_on=t.loss_on, max_prompt_tokens=config.data.max_prompt_tokens,
+                            precision=t.precision))
+    if samples_path is not None:  # with each prompt's length, so a wrong budget shows in the run directory
+        append_jsonl(samples_path, [{"id": r["id"], "prompt_tokens": len(encode_prompt(
+                                         tokenizer, r["instruction"], config.data.max_prompt_tokens)),
+                                     "prediction": p, "reference": r["response"]}
                                     for r, p in zip(records, preds)])
     return scores
 
@@ -77,7 +106,11 @@ class Trainer:
     def __init__(self, model, tokenizer, config: RunConfig, train_records: list[dict],
                  validation_records: list[dict], *, checkpoints_dir: Path | None,
                  emit: Callable[[list[dict]], None], samples_dir: Path | None = None,
-                 accelerator: Accelerator | None = None, progress: bool = True):
+                 accelerator: Accelerator | None = None, progress: bool = True, profiler=None):
+        if config.training.precision == "auto":  # a trainer built outside a planned run
+            from harness.plan import with_resolved_precision
+
+            config = with_resolved_precision(config)[0]
         self.config, self.t, self.e = config, config.training, config.eval
         self.tokenizer = tokenizer
         self.accelerator = accelerator or make_accelerator(self.t.precision)
@@ -86,18 +119,22 @@ class Trainer:
         self.emit = emit if self.is_main else (lambda rows: None)
         self.checkpoints_dir, self.samples_dir = checkpoints_dir, samples_dir
         self.progress = progress and self.is_main
+        # Validation and checkpointing are phases of their own, nested in training, so training's
+        # self time is the optimizer steps alone (time per 1k steps in Table 5).
+        self._phase = profiler.phase if profiler is not None else (lambda name, step=0: nullcontext())
         self.validation = validation_records
         self.examples: list[Encoded] = [
-            encode_example(tokenizer, r["instruction"], r["response"], self.t.seq_len, self.t.loss_on)
+            encode_example(tokenizer, r["instruction"], r["response"], self.t.seq_len, self.t.loss_on,
+                           config.data.max_prompt_tokens)
             for r in train_records]
         self.order = StepOrder(len(self.examples), self.t.batch_size, config.seed)
         if self.t.batch_size % (self.world * self.t.grad_accum):
             raise ValueError(f"training.batch_size={self.t.batch_size} must split evenly over {self.world} "
                              f"processes x grad_accum={self.t.grad_accum}")
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = upcast_trainable(model)
         self.optimizer = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay)
         self.scheduler = get_scheduler(self.t.scheduler, self.optimizer, num_warmup_steps=self.t.warmup_steps,
-                                       num_training_steps=max(self.t.max_steps, 1))
+                                       num_training_steps=config.schedule_steps)
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
         self.params = params
         self.pad = pad_id(tokenizer)
@@ -162,6 +199,7 @@ class Trainer:
             ckpt.write_checkpoint(final, trainable=trainable_state(model),
                                   optimizer_state=self.optimizer.state_dict(),
                                   scheduler_state=self.scheduler.state_dict(),
+                                  scaler_state=self._scaler_state(),
                                   trainer_state={"step": step, "best_step": self.state.best_step,
                                                  "best_rouge1": self.state.best_rouge1,
                                                  "evaluated": self.state.evaluated,
@@ -178,11 +216,22 @@ class Trainer:
             ckpt.prune(self.checkpoints_dir, keep)
         self.accelerator.wait_for_everyone()
 
+    def _scaler_state(self) -> dict | None:
+        """fp16's dynamic loss scale (the GradScaler): part of the state an exact resume needs."""
+        scaler = getattr(self.accelerator, "scaler", None)
+        return scaler.state_dict() if scaler is not None else None
+
     def resume_from(self, path: Path) -> None:
         loaded = ckpt.load_checkpoint(path, self.rank)
         load_trainable_state(self.accelerator.unwrap_model(self.model), loaded["trainable"])
         self.optimizer.load_state_dict(loaded["optimizer"])
         self.scheduler.load_state_dict(loaded["scheduler"])
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None:
+            if loaded.get("scaler") is None:
+                raise RuntimeError(f"{path} holds no GradScaler state but this run trains in fp16; "
+                                   "it was written by a run of another precision")
+            scaler.load_state_dict(loaded["scaler"])
         ckpt.set_rng_state(loaded["rng"])
         ts = loaded["trainer_state"]
         self.state = TrainState(step=ts["step"], best_step=ts["best_step"], best_rouge1=ts["best_rouge1"],
@@ -195,7 +244,8 @@ class Trainer:
             self._pending = []
 
     def _eval_and_record(self, step: int) -> dict[str, float]:
-        scores = self.evaluate(step) if self.is_main else {}
+        with self._phase("validation", step=step):
+            scores = self.evaluate(step) if self.is_main else {}
         self.accelerator.wait_for_everyone()
         if self.is_main:
             self._pending += [{"step": step, "phase": "eval", "metric": k, "value": v} for k, v in scores.items()]
@@ -215,7 +265,8 @@ class Trainer:
         self.model.train()
         if self.state.step == 0 and 0 not in self.state.evaluated:
             self._eval_and_record(0)  # the starting point of every convergence curve
-            self.save_checkpoint(0)  # kept only while step 0 is the best by ROUGE-1
+            with self._phase("checkpoint", step=0):
+                self.save_checkpoint(0)  # kept only while step 0 is the best by ROUGE-1
         bar = tqdm(total=max_steps, initial=self.state.step, desc=f"{self.config.method} train",
                    disable=not self.progress, dynamic_ncols=True)
         last_rouge = None
@@ -239,7 +290,8 @@ class Trainer:
                     self._flush()
             if self._is_eval_step(done):
                 last_rouge = self._eval_and_record(done).get("rouge1", last_rouge)
-                self.save_checkpoint(done)
+                with self._phase("checkpoint", step=done):
+                    self.save_checkpoint(done)
             bar.set_postfix(loss=f"{out['loss']:.3f}",
                             rouge1="-" if last_rouge is None else f"{last_rouge:.3f}")
             bar.update(1)
