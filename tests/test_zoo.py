@@ -225,3 +225,11 @@ def test_micro_family_relations_hold(data_cache):
     assert code_bpb["code-expert"] < code_bpb["target-base"]
     assert code_bpb["code-instruct-expert"] < code_bpb["target-base"]
     assert find_overlaps(_corpus_texts(root)) == []
+
+
+def test_each_built_step_records_the_precision_it_trained_in(nano_zoo):
+    """bf16 only where this machine runs it faster than fp32; the choice and its probe are on record."""
+    record = json.loads((family_dir("nano") / "target-base" / STEP_RECORD).read_text())
+    assert recipe_for("nano").precision == "auto"
+    assert record["precision"]["requested"] == "auto" and record["precision"]["value"] in ("fp32", "bf16")
+    assert record["precision"]["probe"]["fp32_gflops"] > 0

@@ -84,8 +84,11 @@ def zoo_role_path(role: str, scale: str, build: bool = True) -> Path:
         raise ZooNotBuiltError(f"the {scale} model family has no {role!r} yet; build it with "
                                f"`harness zoo build --scale {scale}`")
     missing = [s.name for s in recipe.lineage(ROLE_BY_NAME[role].checkpoint) if not _done(family_dir(scale) / s.name)]
+    from harness.precision import resolve_precision
+
+    choice = resolve_precision(recipe.precision)
     print(f"building the {scale} model family (first run): {', '.join(missing)} for {role!r}, "
-          f"into {family_dir(scale)} ...", file=sys.stderr, flush=True)
+          f"into {family_dir(scale)}, in {choice.value} ({choice.reason}) ...", file=sys.stderr, flush=True)
     build_family(scale, roles=[role])
     return path
 
@@ -330,6 +333,7 @@ class _Builder:
         from transformers import LlamaForCausalLM
 
         from harness.zoo.tokenizer import token_byte_lengths
+        from harness.precision import resolve_precision
         from harness.zoo.train import heldout_loss, new_model, train
 
         recipe = self.recipe
@@ -342,9 +346,12 @@ class _Builder:
                 torch.manual_seed(step.seed)  # new rows are drawn around the mean of the old ones
                 model.resize_token_embeddings(len(tok), mean_resizing=True)
         sources = {name: self.packed(step.tokenizer, name, "train") for name, _ in step.mix}
-        stats = train(model, step, sources, recipe, on_progress=self._advance)
+        # bf16 only where this machine runs it faster than fp32 (on AVX2-only CPUs it is ~85x slower).
+        precision = resolve_precision(recipe.precision)
+        bf16 = precision.value == "bf16"
+        stats = train(model, step, sources, recipe, on_progress=self._advance, bf16=bf16)
         lengths = token_byte_lengths(tok)
-        heldout = {d: heldout_loss(model, self.packed(step.tokenizer, d, "eval"), lengths, recipe.seq_len, recipe.bf16)
+        heldout = {d: heldout_loss(model, self.packed(step.tokenizer, d, "eval"), lengths, recipe.seq_len, bf16)
                    for d in EVAL_DOMAINS}
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -357,7 +364,7 @@ class _Builder:
             "vocab_size": config.vocab_size, "params": sum(p.numel() for p in model.parameters()),
             "tokens_total": sum(s.tokens // (recipe.batch_size * recipe.seq_len) * recipe.batch_size * recipe.seq_len
                                 for s in lineage),
-            **stats, "heldout": heldout, "weights_sha256": sha256_file(tmp / "model.safetensors"),
+            **stats, "precision": precision.to_dict(), "heldout": heldout, "weights_sha256": sha256_file(tmp / "model.safetensors"),
             "torch_threads": torch.get_num_threads(),
         }
 

@@ -76,7 +76,7 @@ class Recipe:
     warmup: float  # fraction of steps
     min_lr_ratio: float
     weight_decay: float
-    bf16: bool
+    precision: str  # "auto": bf16 where this machine runs it faster than fp32 (harness.precision), else fp32
     steps: tuple[Step, ...]
     heldout_permille: int = 50  # sources whose key hashes below this are held out (same rule at every scale)
 
@@ -190,7 +190,7 @@ NANO = Recipe(
     scale="nano", vocab_size=512, seq_len=64, batch_size=8,
     corpus_bytes=(("code", 300_000), ("math", 150_000), ("prose", 300_000)),
     tokenizer_bytes=60_000, eval_bytes=3_000, max_pair_chars=600,
-    warmup=0.05, min_lr_ratio=0.1, weight_decay=0.01, bf16=True,
+    warmup=0.05, min_lr_ratio=0.1, weight_decay=0.01, precision="auto",
     steps=_steps(Shape(60, 2, 2, 160), Shape(48, 2, 2, 128), Shape(40, 2, 2, 108),
                  {"target": 24_576, "small": 16_384, "second": 12_288, "code": 8_192, "math": 8_192,
                   "instruct": 4_096},
@@ -202,7 +202,7 @@ MICRO = Recipe(
     scale="micro", vocab_size=8192, seq_len=256, batch_size=8,
     corpus_bytes=(("code", 2_500_000), ("math", 1_500_000), ("prose", 3_000_000)),
     tokenizer_bytes=800_000, eval_bytes=24_000, max_pair_chars=1500,
-    warmup=0.05, min_lr_ratio=0.1, weight_decay=0.01, bf16=True,
+    warmup=0.05, min_lr_ratio=0.1, weight_decay=0.01, precision="auto",
     steps=_steps(Shape(320, 4, 5, 864), Shape(256, 4, 4, 688), Shape(216, 4, 4, 576),
                  # optimizer steps of 8 x 256 tokens: target 256, small and dr67 160, second 80, code 96,
                  # math 48, instruction tuning 20

@@ -1,6 +1,6 @@
 """Pretraining, continued pretraining and instruction tuning of the family's models, and held-out scoring.
 
-A plain torch loop: AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast on CPU,
+A plain torch loop: AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast where fast,
 rows of ``seq_len`` tokens packed from a shuffled stream of documents (or instruction examples, loss
 on the response only). Which source fills each row is drawn from the step's mix with a seeded
 generator, so a step is a pure function of (parent weights, data, recipe, seed).
@@ -145,8 +145,10 @@ def _schedule(total: int, warmup_fraction: float, min_ratio: float) -> Callable[
 
 
 def train(model, step: Step, sources: dict[str, Packed], recipe: Recipe,
-          on_progress: Callable[[int, float], None] | None = None) -> dict:
-    """Train ``model`` in place for ``step.tokens`` tokens of ``step.mix``; returns what happened."""
+          on_progress: Callable[[int, float], None] | None = None, bf16: bool = False) -> dict:
+    """Train ``model`` in place for ``step.tokens`` tokens of ``step.mix``; returns what happened.
+
+    ``bf16``: bf16 autocast, for a recipe whose precision resolved to bf16 on this machine."""
     rows_per_step, seq = recipe.batch_size, recipe.seq_len
     total = max(1, step.tokens // (rows_per_step * seq))
     names = [name for name, _ in step.mix]
@@ -173,7 +175,7 @@ def train(model, step: Step, sources: dict[str, Packed], recipe: Recipe,
             rows = [row_sources[names[c]].next_row() for c in chosen]
             ids = torch.from_numpy(np.stack([r[0] for r in rows]))
             labels = torch.from_numpy(np.stack([r[1] for r in rows]))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = model(input_ids=ids, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
