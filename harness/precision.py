@@ -30,7 +30,7 @@ RESOLVED = ("fp32", "bf16", "fp16")
 BF16_MIN_SPEEDUP = 1.2
 # An explicit bf16 on CPU is warned about below this (bf16 clearly slower than fp32).
 BF16_SLOW_BELOW = 0.8
-# After the first workload, bf16 this far behind fp32 is an emulated path: more timing adds nothing.
+# bf16 this far behind fp32 on a workload is an emulated path: timing more workloads adds nothing.
 _CLEARLY_SLOW = 0.5
 # Environment variables that change which kernels oneDNN / ATen dispatch to (read once per process).
 ISA_ENV_VARS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA")
@@ -56,44 +56,42 @@ class PrecisionChoice:
 
 # --- the probe ------------------------------------------------------------------------------------
 
-# (name, M, K, N): a square matmul, and the MLP up-projection of a small model on a batch of
-# 8 x 64 tokens (the zoo's shapes, and those of LoRA on small models).
+# (name, M, K, N): a square matmul, and a training-like one: 512 tokens (a batch of 8 x 64) through
+# the MLP up-projection of the micro family's small base (256 -> 688).
 _MATMULS = (("matmul 512x512x512", 512, 512, 512), ("matmul 512x256x688", 512, 256, 688))
 _LINEAR = ("linear fwd+bwd 512x256x688 (autocast)", 512, 256, 688)
 
 
-def _time_call(fn: Callable[[], object], budget: float) -> float:
-    """Best seconds per call of ``fn`` within ``budget``; a first call that alone exceeds it is the answer.
+def _time_pair(fp32: Callable[[], object], bf16: Callable[[], object], until: float) -> tuple[float, float]:
+    """Best seconds per call of each, calling them in turn until ``until`` (``time.perf_counter``).
 
-    The first call also pays for kernel selection (oneDNN primitive creation), so it is a warm-up when
-    there is time for more calls; when there is not, the op is so slow that the overhead does not matter.
+    Alternating calls see the same load from other processes, so a busy machine slows both alike
+    instead of whichever happened to run second. A first call pays for kernel selection (oneDNN
+    primitive creation): fp32, never the slow one, gets an untimed warm-up call; bf16's first call
+    counts, since where one bf16 call overruns the time that call is the answer.
     """
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    if first >= budget:
-        return first
-    best = math.inf
+    fp32()
+    best = [math.inf, math.inf]
     while True:
-        t0 = time.perf_counter()
-        fn()
-        t1 = time.perf_counter()
-        best = min(best, t1 - t0)  # the minimum: other processes on a shared machine only add time
-        if t1 - start >= budget:
-            return best
+        for i, fn in enumerate((fp32, bf16)):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)  # the minimum: other processes only add time
+        if time.perf_counter() >= until:
+            return best[0], best[1]
 
 
 def probe_cpu_matmul(seconds: float = 0.3) -> dict:
     """Measure fp32 and bf16 matmul speed (GFLOP/s) on this CPU with the current torch thread count.
 
     Times a square 512 matmul, a training-like matmul, and a Linear forward+backward under bf16
-    autocast (against the same in fp32), each for about ``seconds / 6``. When bf16 is already far
-    behind after the first workload the rest is skipped, so a slow CPU costs one slow call, not six.
+    autocast (against the same in fp32), each for about a third of ``seconds``. When bf16 is already
+    far behind after the first workload the rest is skipped, so a slow CPU costs a few slow calls.
     ``ratio`` (bf16 / fp32 speed) is the smallest over the workloads timed: bf16 must win on all.
     Uses its own random generator, so the global torch seed is left as it was.
     """
     start = time.perf_counter()
-    budget = max(seconds, 1e-3) / 6
+    slice_s = max(seconds, 1e-3) / (len(_MATMULS) + 1)
     gen = torch.Generator().manual_seed(0)
     workloads: dict[str, dict] = {}
     stopped_early = False
@@ -101,11 +99,9 @@ def probe_cpu_matmul(seconds: float = 0.3) -> dict:
         for name, m, k, n in _MATMULS:
             a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
             a16, b16 = a.bfloat16(), b.bfloat16()
-            flops = 2.0 * m * k * n
-            fp32 = flops / _time_call(lambda: torch.mm(a, b), budget) / 1e9
-            bf16 = flops / _time_call(lambda: torch.mm(a16, b16), budget) / 1e9
-            workloads[name] = _figures(fp32, bf16)
-            if bf16 < _CLEARLY_SLOW * fp32:
+            times = _time_pair(lambda: torch.mm(a, b), lambda: torch.mm(a16, b16), time.perf_counter() + slice_s)
+            workloads[name] = _figures(2.0 * m * k * n, *times)
+            if workloads[name]["ratio"] < _CLEARLY_SLOW:
                 stopped_early = True
                 break
     if not stopped_early:
@@ -118,10 +114,8 @@ def probe_cpu_matmul(seconds: float = 0.3) -> dict:
                 y = torch.nn.functional.linear(x, w)
             torch.autograd.grad(y.float().sum(), (x, w))
 
-        flops = 3 * 2.0 * m * k * n  # forward, grad of the input, grad of the weight
-        fp32 = flops / _time_call(lambda: step(False), budget) / 1e9
-        bf16 = flops / _time_call(lambda: step(True), budget) / 1e9
-        workloads[name] = _figures(fp32, bf16)
+        times = _time_pair(lambda: step(False), lambda: step(True), time.perf_counter() + slice_s)
+        workloads[name] = _figures(3 * 2.0 * m * k * n, *times)  # forward, grad of the input, of the weight
     deciding = min(workloads, key=lambda w: workloads[w]["ratio"])
     return {
         "fp32_gflops": workloads[deciding]["fp32_gflops"],
@@ -137,8 +131,9 @@ def probe_cpu_matmul(seconds: float = 0.3) -> dict:
     }
 
 
-def _figures(fp32: float, bf16: float) -> dict:
-    return {"fp32_gflops": round(fp32, 2), "bf16_gflops": round(bf16, 2), "ratio": round(bf16 / fp32, 4)}
+def _figures(flops: float, fp32_s: float, bf16_s: float) -> dict:
+    return {"fp32_gflops": round(flops / fp32_s / 1e9, 2), "bf16_gflops": round(flops / bf16_s / 1e9, 2),
+            "ratio": round(fp32_s / bf16_s, 4)}
 
 
 # --- the per-machine cache ------------------------------------------------------------------------

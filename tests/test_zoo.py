@@ -229,7 +229,15 @@ def test_micro_family_relations_hold(data_cache):
 
 def test_each_built_step_records_the_precision_it_trained_in(nano_zoo):
     """bf16 only where this machine runs it faster than fp32; the choice and its probe are on record."""
-    record = json.loads((family_dir("nano") / "target-base" / STEP_RECORD).read_text())
-    assert recipe_for("nano").precision == "auto"
-    assert record["precision"]["requested"] == "auto" and record["precision"]["value"] in ("fp32", "bf16")
-    assert record["precision"]["probe"]["fp32_gflops"] > 0
+    from harness.zoo.build import zoo_precision
+
+    recipe = recipe_for("nano")
+    assert recipe.precision == "auto" and recipe_for("micro").precision == "auto"
+    choice = zoo_precision(recipe)  # the probe's answer is cached: the one the session's build used
+    manifest = family_manifest("nano")
+    for step in recipe.steps:
+        record = json.loads((nano_zoo / step.name / STEP_RECORD).read_text())
+        assert record["precision"] == choice.to_dict()
+        assert manifest["roles"].get(step.name, {"precision": choice.value})["precision"] == choice.value
+    assert choice.requested == "auto" and choice.value in ("fp32", "bf16") and choice.device == "cpu"
+    assert choice.probe["fp32_gflops"] > 0 and choice.probe["bf16_gflops"] > 0 and choice.probe["workloads"]

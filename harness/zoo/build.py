@@ -24,12 +24,16 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.io import atomic_write_json, read_json, sha256_file
 from harness.paths import cache_dir
 from harness.zoo.recipe import (
     DOMAINS, EVAL_DOMAINS, FORMAT_VERSION, INSTRUCTION_POOLS, ROLE_BY_NAME, ROLES, Recipe, Step, recipe_for,
 )
+
+if TYPE_CHECKING:
+    from harness.precision import PrecisionChoice
 
 MANIFEST = "zoo.json"
 STEP_RECORD = "zoo_step.json"
@@ -84,13 +88,18 @@ def zoo_role_path(role: str, scale: str, build: bool = True) -> Path:
         raise ZooNotBuiltError(f"the {scale} model family has no {role!r} yet; build it with "
                                f"`harness zoo build --scale {scale}`")
     missing = [s.name for s in recipe.lineage(ROLE_BY_NAME[role].checkpoint) if not _done(family_dir(scale) / s.name)]
-    from harness.precision import resolve_precision
-
-    choice = resolve_precision(recipe.precision)
     print(f"building the {scale} model family (first run): {', '.join(missing)} for {role!r}, "
-          f"into {family_dir(scale)}, in {choice.value} ({choice.reason}) ...", file=sys.stderr, flush=True)
+          f"into {family_dir(scale)} ...", file=sys.stderr, flush=True)
     build_family(scale, roles=[role])
     return path
+
+
+def zoo_precision(recipe: Recipe) -> PrecisionChoice:
+    """The recipe's precision resolved for this machine's CPU (the probe's answer is cached per machine)."""
+    from harness.precision import resolve_precision  # imports torch: not at module import
+
+    # cuda=False: the family trains on CPU whatever GPU the machine has, so CUDA's rules do not apply.
+    return resolve_precision(recipe.precision, cuda=False)
 
 
 def build_family(scale: str, progress: bool = True, *, roles: Iterable[str] | None = None,
@@ -159,6 +168,7 @@ class _Builder:
         self._corpus: dict[str, list[dict]] = {}
         self._tokenizers: dict = {}
         self._packed: dict = {}
+        self.precision: PrecisionChoice | None = None  # resolved once per build, before the first model step
 
     # --- steps -------------------------------------------------------------------------------
     def run(self, wanted: list[Step]) -> None:
@@ -171,11 +181,16 @@ class _Builder:
         self._write_manifest()
         if not pending:
             return
+        # Once per build: every step of it trains in the same precision, recorded in its record.
+        self.precision = zoo_precision(self.recipe)
+        self._log(f"zoo {self.recipe.scale}: training in {self.precision.value}; {self.precision.reason}")
+        if self.precision.warning:
+            print(f"warning: {self.precision.warning}", file=sys.stderr, flush=True)
         self._bar = tqdm(total=sum(s.tokens for s in pending), unit="tok", unit_scale=True, smoothing=0.05,
                          disable=not self.progress, desc=f"zoo {self.recipe.scale}", dynamic_ncols=True)
         try:
             for step in pending:
-                self._bar.set_description(f"zoo {self.recipe.scale}: {step.name}")
+                self._bar.set_description(f"zoo {self.recipe.scale} {self.precision.value}: {step.name}")
                 self._commit(step.name, lambda tmp, step=step: self._build_model(step, tmp))
                 self._write_manifest()
         finally:
@@ -196,7 +211,8 @@ class _Builder:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._log(f"{name}: done in {record['build_seconds']:.1f} s" + _loss_summary(record))
+        precision = f" in {record['precision']['value']}" if "precision" in record else ""
+        self._log(f"{name}: done{precision} in {record['build_seconds']:.1f} s" + _loss_summary(record))
 
     def _log(self, message: str) -> None:
         if not self.progress:
@@ -333,7 +349,6 @@ class _Builder:
         from transformers import LlamaForCausalLM
 
         from harness.zoo.tokenizer import token_byte_lengths
-        from harness.precision import resolve_precision
         from harness.zoo.train import heldout_loss, new_model, train
 
         recipe = self.recipe
@@ -346,13 +361,12 @@ class _Builder:
                 torch.manual_seed(step.seed)  # new rows are drawn around the mean of the old ones
                 model.resize_token_embeddings(len(tok), mean_resizing=True)
         sources = {name: self.packed(step.tokenizer, name, "train") for name, _ in step.mix}
-        # bf16 only where this machine runs it faster than fp32 (on AVX2-only CPUs it is ~85x slower).
-        precision = resolve_precision(recipe.precision)
-        bf16 = precision.value == "bf16"
-        stats = train(model, step, sources, recipe, on_progress=self._advance, bf16=bf16)
+        # bf16 autocast only where this machine runs it faster than fp32 (AVX2-only CPUs: ~85x slower)
+        precision = self.precision or zoo_precision(recipe)
+        stats = train(model, step, sources, recipe, on_progress=self._advance, precision=precision.value)
         lengths = token_byte_lengths(tok)
-        heldout = {d: heldout_loss(model, self.packed(step.tokenizer, d, "eval"), lengths, recipe.seq_len, bf16)
-                   for d in EVAL_DOMAINS}
+        heldout = {d: heldout_loss(model, self.packed(step.tokenizer, d, "eval"), lengths, recipe.seq_len,
+                                   precision.value) for d in EVAL_DOMAINS}
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         config = model.config
@@ -364,8 +378,10 @@ class _Builder:
             "vocab_size": config.vocab_size, "params": sum(p.numel() for p in model.parameters()),
             "tokens_total": sum(s.tokens // (recipe.batch_size * recipe.seq_len) * recipe.batch_size * recipe.seq_len
                                 for s in lineage),
-            **stats, "precision": precision.to_dict(), "heldout": heldout, "weights_sha256": sha256_file(tmp / "model.safetensors"),
+            **stats, "heldout": heldout, "weights_sha256": sha256_file(tmp / "model.safetensors"),
             "torch_threads": torch.get_num_threads(),
+            # requested, value (fp32 | bf16), device, reason, probe (the CPU's GFLOP/s figures), warning
+            "precision": precision.to_dict(),
         }
 
     def _advance(self, tokens: int, loss: float) -> None:
@@ -403,7 +419,8 @@ def describe(recipe: Recipe, root: Path) -> dict:
         if rec is not None:
             entry.update({k: rec[k] for k in ("hidden_size", "layers", "heads", "params", "vocab_size",
                                               "tokens_trained", "tokens_total", "build_seconds", "heldout",
-                                              "weights_sha256")})
+                                              "weights_sha256")},
+                         precision=(rec.get("precision") or {}).get("value"))
         roles[role.name] = entry
     relations = [_relation(records, *r, required=True) for r in REQUIRED_RELATIONS]
     relations += [_relation(records, *r, required=False) for r in INFORMATIVE_RELATIONS]

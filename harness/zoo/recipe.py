@@ -76,9 +76,15 @@ class Recipe:
     warmup: float  # fraction of steps
     min_lr_ratio: float
     weight_decay: float
-    precision: str  # "auto": bf16 where this machine runs it faster than fp32 (harness.precision), else fp32
     steps: tuple[Step, ...]
     heldout_permille: int = 50  # sources whose key hashes below this are held out (same rule at every scale)
+    # A training.precision value. "auto": bf16 where this machine's CPU runs it faster than fp32, else
+    # fp32; resolved once per build by harness.precision and recorded in each built step's record.
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):  # the family trains on CPU: no fp16
+            raise ValueError(f"recipe {self.scale!r}: precision must be auto, fp32 or bf16, got {self.precision!r}")
 
     def step(self, name: str) -> Step:
         for s in self.steps:

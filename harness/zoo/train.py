@@ -1,9 +1,10 @@
 """Pretraining, continued pretraining and instruction tuning of the family's models, and held-out scoring.
 
-A plain torch loop: AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast where fast,
-rows of ``seq_len`` tokens packed from a shuffled stream of documents (or instruction examples, loss
-on the response only). Which source fills each row is drawn from the step's mix with a seeded
-generator, so a step is a pure function of (parent weights, data, recipe, seed).
+A plain torch loop on CPU: AdamW, linear warm-up then cosine decay, gradient clipping, fp32 or bf16
+autocast (the recipe's precision as resolved for this machine by :mod:`harness.precision`), rows of
+``seq_len`` tokens packed from a shuffled stream of documents (or instruction examples, loss on the
+response only). Which source fills each row is drawn from the step's mix with a seeded generator, so
+a step is a pure function of (parent weights, data, recipe, seed, resolved precision).
 """
 
 from __future__ import annotations
@@ -144,11 +145,21 @@ def _schedule(total: int, warmup_fraction: float, min_ratio: float) -> Callable[
     return factor
 
 
+def cpu_autocast(precision: str) -> torch.autocast:
+    """The CPU autocast for a *resolved* precision: bf16 autocast for "bf16", none for "fp32"."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"the zoo runs on CPU in fp32 or bf16, not {precision!r}; "
+                         "resolve the recipe's precision with harness.precision.resolve_precision(..., cuda=False)")
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train(model, step: Step, sources: dict[str, Packed], recipe: Recipe,
-          on_progress: Callable[[int, float], None] | None = None, bf16: bool = False) -> dict:
+          on_progress: Callable[[int, float], None] | None = None, *, precision: str) -> dict:
     """Train ``model`` in place for ``step.tokens`` tokens of ``step.mix``; returns what happened.
 
-    ``bf16``: bf16 autocast, for a recipe whose precision resolved to bf16 on this machine."""
+    ``precision`` is the recipe's precision resolved for this machine: "fp32" or "bf16".
+    """
+    cpu_autocast(precision)  # an unresolved precision fails here, not after the data is prepared
     rows_per_step, seq = recipe.batch_size, recipe.seq_len
     total = max(1, step.tokens // (rows_per_step * seq))
     names = [name for name, _ in step.mix]
@@ -175,7 +186,7 @@ def train(model, step: Step, sources: dict[str, Packed], recipe: Recipe,
             rows = [row_sources[names[c]].next_row() for c in chosen]
             ids = torch.from_numpy(np.stack([r[0] for r in rows]))
             labels = torch.from_numpy(np.stack([r[1] for r in rows]))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with cpu_autocast(precision):
                 loss = model(input_ids=ids, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -197,9 +208,11 @@ def train(model, step: Step, sources: dict[str, Packed], recipe: Recipe,
 
 
 @torch.no_grad()
-def heldout_loss(model, packed: Packed, byte_lengths: list[int], seq_len: int, bf16: bool, batch: int = 16) -> dict:
+def heldout_loss(model, packed: Packed, byte_lengths: list[int], seq_len: int, precision: str,
+                 batch: int = 16) -> dict:
     """Loss on a held-out source: nats per scored token and bits per UTF-8 byte of the scored tokens.
 
+    ``precision`` ("fp32" or "bf16") is the one the model was trained in.
     Bits per byte compare models whose tokenizers differ (the code expert's has 16 more tokens).
     """
     ids, labels = packed.stream(None)
@@ -213,7 +226,7 @@ def heldout_loss(model, packed: Packed, byte_lengths: list[int], seq_len: int, b
     for i in range(0, n_rows, batch):
         x = torch.from_numpy(ids[i : i + batch])
         y = torch.from_numpy(labels[i : i + batch])[:, 1:]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with cpu_autocast(precision):
             logits = model(input_ids=x).logits[:, :-1]
         scored = y != IGNORE
         nll += float(torch.nn.functional.cross_entropy(logits.float()[scored], y[scored], reduction="sum"))
