@@ -28,7 +28,14 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--mmlu-engine", choices=("lm-eval", "direct"), default="lm-eval")
     p.add_argument("--mmlu-fewshot", type=int, default=0,
-                   help="shots per subject, held out from MMLU's test items (the packaged copy has no dev split)")
+                   help="MMLU shots per subject (0-5), held out from MMLU's test items unless --mmlu-shots-from dev")
+    p.add_argument("--mmlu-shots-from", choices=("test", "dev"), default="test",
+                   help="dev: MMLU's dev split from the hub (needs hub access); test: held-out test items")
+    p.add_argument("--math-fewshot", type=int, default=0, choices=(0, 4),
+                   help="MATH protocol: 0-shot, or 4 = Minerva 4-shot chain of thought")
+    p.add_argument("--gsm8k-fewshot", type=int, default=0, help="GSM8K shots from its train split (0-8)")
+    p.add_argument("--no-continuous", action="store_true",
+                   help="skip the bits-per-byte continuous metrics (one extra forward pass per item)")
     p.add_argument("--out", type=Path, help="directory for results.json and per-item <benchmark>.jsonl files")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=main_eval)
@@ -113,6 +120,7 @@ def main_eval(args: argparse.Namespace) -> int:
     from harness.registry import RegistryError
 
     from benchmarks.evaluate import evaluate_model
+    from harness.data.sources import DataUnavailableError
     from harness.models import ModelUnavailableError
 
     try:
@@ -121,8 +129,11 @@ def main_eval(args: argparse.Namespace) -> int:
         model, tokenizer = load_model_and_tokenizer(args.model, args.adapter)
         results = evaluate_model(model, tokenizer, names, limit=args.limit, subsample_seed=args.seed,
                                  batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                 out_dir=args.out, mmlu_engine=args.mmlu_engine, mmlu_fewshot=args.mmlu_fewshot)
-    except (RegistryError, FileNotFoundError, ValueError, ModelUnavailableError) as err:
+                                 out_dir=args.out, mmlu_engine=args.mmlu_engine,
+                                 fewshot={"mmlu": args.mmlu_fewshot, "math": args.math_fewshot,
+                                          "gsm8k": args.gsm8k_fewshot},
+                                 mmlu_shots_from=args.mmlu_shots_from, continuous=not args.no_continuous)
+    except (RegistryError, FileNotFoundError, ValueError, ModelUnavailableError, DataUnavailableError) as err:
         print(f"harness eval: error: {err}", file=sys.stderr)
         return 2
     report = {"model": args.model, "adapter": str(args.adapter) if args.adapter else None,
@@ -133,7 +144,23 @@ def main_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, sort_keys=True))
     else:
         for name, r in results.items():
-            sub = f", subsample seed {r.subsample['seed']}" if r.subsample else ""
-            score = "n/a" if r.score is None else f"{r.score:.4f}"
-            print(f"{name:18s} {r.metric:9s} {score}  ({r.n_items}/{r.n_total} items{sub}, v{r.version}, {r.seconds:.1f} s)")
+            print(format_result(name, r))
     return 0
+
+
+def format_result(name: str, r) -> str:
+    """One line per benchmark: the headline ± its standard error, then the continuous metrics."""
+    def cell(entry: dict | None, digits: int) -> str:
+        if not entry or entry.get("value") is None:
+            return "n/a"
+        se = entry.get("stderr")
+        return f"{entry['value']:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
+
+    sub = f", subsample seed {r.subsample['seed']}" if r.subsample else ""
+    parts = [f"{name:18s} {r.metric:9s} {cell(r.metrics.get(r.metric), 4)}"]
+    if "bits_per_byte" in r.metrics:
+        parts.append(f"bits/byte {cell(r.metrics['bits_per_byte'], 3)}")
+    if "p_correct" in r.metrics:
+        parts.append(f"p(correct) {cell(r.metrics['p_correct'], 3)}")
+    shots = r.protocol.get("fewshot") if r.protocol else 0
+    return "  ".join(parts) + (f"  ({r.n_items}/{r.n_total} items{sub}, {shots}-shot, v{r.version}, {r.seconds:.1f} s)")

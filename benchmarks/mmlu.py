@@ -15,8 +15,14 @@ scored by the log-likelihood of the continuations " A", " B", " C", " D"; the pr
 most likely letter (the first on ties). The headline is the **micro** average (the share of all items
 answered right, as the paper reports it); the macro average over subjects is recorded beside it.
 
-The packaged MMLU copy has no dev split, so ``fewshot=k`` draws k shots per subject from that
-subject's own test items (seeded), removes them from the scored items and says so in the result.
+Few-shot (``fewshot=k``, HELM runs MMLU 5-shot): k shots per subject, from MMLU's dev split where
+the hub is reachable (``shots_from="dev"``), else from that subject's own test items (seeded), which
+are then removed from the scored items; the result says which.
+
+Continuous metrics (protocol 2): the probability mass on the correct letter (softmax over the four
+letter log-likelihoods) and the bits per byte of the correct answer's *text* in cloze form (the
+same header and shots, each shot's answer written out, then ``{question}\nAnswer: {answer text}``),
+which move while a small model's accuracy sits at chance.
 
 :func:`letter_logliks` is the direct, batched path: when each letter is a single token after the
 prompt (true for common tokenizers), one forward pass over the prompt scores all four letters;
@@ -26,18 +32,25 @@ otherwise each continuation is scored in full. Its tokenization and truncation f
 
 from __future__ import annotations
 
+import math as _math
 import random
 from typing import Sequence
 
 from harness.data import MMLU_GROUPS
 
+from benchmarks.loglik import choice_logliks, model_max_length  # noqa: F401 (re-exported)
+from benchmarks.kind import BenchmarkKind, Scored, register_kind
 from benchmarks.sampling import ids_sha256
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 QUESTION = "{question}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nAnswer:"
 PROMPT_FORMAT = HEADER + "{shots}" + QUESTION + "  → scored continuations ' A' | ' B' | ' C' | ' D'"
-FEWSHOT_SOURCE = "held-out MMLU test items of the same subject (the packaged copy has no dev split), not scored"
+CLOZE_FORMAT = HEADER + "{shots}" + "{question}\nAnswer:" + "  → bits per byte of ' {correct choice text}'"
+FEWSHOT_SOURCES = {
+    "test": "held-out MMLU test items of the same subject (the packaged copy has no dev split), not scored",
+    "dev": "MMLU dev split of the same subject (cais/mmlu from the hub)",
+}
 
 
 def subject_title(subject: str) -> str:
@@ -54,12 +67,24 @@ def format_prompt(row: dict, shots: Sequence[dict] = ()) -> str:
     return HEADER.format(subject=subject_title(row["subject"])) + shot_text + _question_block(row)
 
 
+def answer_text(row: dict) -> str:
+    return row["choices"]["ABCD".index(row["answer"])]
+
+
+def cloze_context(row: dict, shots: Sequence[dict] = ()) -> str:
+    """The cloze form of the prompt: no listed choices, each shot's answer written out."""
+    shot_text = "".join(f"{s['question'].strip()}\nAnswer: {answer_text(s)}\n\n" for s in shots)
+    return HEADER.format(subject=subject_title(row["subject"])) + shot_text + f"{row['question'].strip()}\nAnswer:"
+
+
 def prepare_documents(rows: Sequence[dict], *, fewshot: int = 0, seed: int = 0,
-                      shot_pool: Sequence[dict] | None = None) -> tuple[list[dict], dict]:
+                      shot_pool: Sequence[dict] | None = None, shots_from: str = "test") -> tuple[list[dict], dict]:
     """Scored documents (rows plus ``prompt``) and a description of the few-shot choice.
 
     Shots for a subject come from ``shot_pool`` (default: ``rows``) items of that subject, chosen by
     ``seed`` and the subject's name, so every benchmark holding that subject uses the same shots.
+    Shots drawn from ``rows`` themselves are held out: a scored item is never its own shot.
+    Each document also carries ``shots`` (the ids of its shots) and ``cloze_context``.
     """
     shots: dict[str, list[dict]] = {}
     if fewshot:
@@ -68,108 +93,33 @@ def prepare_documents(rows: Sequence[dict], *, fewshot: int = 0, seed: int = 0,
             pool.setdefault(r["subject"], []).append(r)
         for subject in sorted({r["subject"] for r in rows}):
             members = pool.get(subject, [])
-            if len(members) <= fewshot:
-                raise ValueError(f"MMLU subject {subject!r} has {len(members)} items; cannot hold out {fewshot} shots")
+            need = fewshot + (1 if shot_pool is None else 0)  # held-out shots must leave an item to score
+            if len(members) < need:
+                raise ValueError(f"MMLU subject {subject!r} has {len(members)} {shots_from} items; "
+                                 f"cannot take {fewshot} shots from them")
             shots[subject] = random.Random(f"{seed}:fewshot:{subject}").sample(members, fewshot)
-    held_out = {s["id"] for group in shots.values() for s in group}
-    docs = [{**r, "prompt": format_prompt(r, shots.get(r["subject"], ()))} for r in rows if r["id"] not in held_out]
+    held_out = {s["id"] for group in shots.values() for s in group} if shot_pool is None else set()
+    docs = []
+    for r in rows:
+        if r["id"] in held_out:
+            continue
+        own = shots.get(r["subject"], ())
+        docs.append({**r, "prompt": format_prompt(r, own), "cloze_context": cloze_context(r, own),
+                     "shots": [f"{shots_from}:{s['id']}" for s in own]})
     info = {"fewshot": fewshot}
     if fewshot:
-        shot_ids = [s["id"] for subject in sorted(shots) for s in shots[subject]]
-        info.update({"fewshot_source": FEWSHOT_SOURCE, "fewshot_seed": seed, "n_held_out": len(held_out),
-                     "fewshot_ids_sha256": ids_sha256(shot_ids)})
+        shot_ids = [f"{shots_from}:{s['id']}" for subject in sorted(shots) for s in shots[subject]]
+        info.update({"fewshot_source": FEWSHOT_SOURCES[shots_from], "fewshot_seed": seed,
+                     "n_held_out": len(held_out), "fewshot_ids_sha256": ids_sha256(shot_ids)})
     return docs, info
 
 
 # --- the direct, batched log-likelihood path -------------------------------------------------------
 
-def model_max_length(model, tokenizer) -> int:
-    """The context length lm-eval's HFLM uses for ``model`` (config attributes, then the tokenizer)."""
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        if hasattr(model.config, attr):
-            return int(getattr(model.config, attr))
-    limit = getattr(tokenizer, "model_max_length", None)
-    if limit and limit < 10**12:
-        return int(limit)
-    return 2048
-
-
 def letter_logliks(model, tokenizer, prompts: Sequence[str], *, batch_size: int = 16,
                    letters: Sequence[str] = LETTERS) -> tuple[list[list[float]], dict]:
-    """Log-likelihood of ``" " + letter`` after each prompt: a ``len(prompts) x len(letters)`` list.
-
-    Returns the matrix and ``{"single_token_prompts", "full_continuation_prompts", "forward_sequences"}``.
-    """
-    import torch
-
-    max_len = model_max_length(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    requests = []  # (row, column or None for all letters at once, input ids, continuation ids)
-    single = 0
-    contexts = tokenizer(list(prompts))["input_ids"]  # as lm-eval's tok_encode: special tokens included
-    wholes = [tokenizer([p + " " + letter for p in prompts])["input_ids"] for letter in letters]
-    for row, context in enumerate(contexts):
-        conts = [whole[row][len(context):] for whole in wholes]
-        if all(len(c) == 1 for c in conts):
-            single += 1
-            requests.append((row, None, context[-max_len:], [c[0] for c in conts]))
-        else:
-            for col, cont in enumerate(conts):
-                requests.append((row, col, (context + cont)[-(max_len + 1):][:-1], cont))
-    order = sorted(range(len(requests)), key=lambda i: -len(requests[i][2]))  # similar lengths together
-    scores = [[0.0] * len(letters) for _ in prompts]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for batch in _length_batches([requests[i] for i in order], batch_size):
-                width = max(len(r[2]) for r in batch)
-                keep = max(1 if col is None else len(cont) for _, col, _, cont in batch)
-                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                positions = torch.zeros((len(batch), keep), dtype=torch.long)
-                for b, (_, _, inp, _) in enumerate(batch):
-                    ids[b, : len(inp)] = torch.tensor(inp, dtype=torch.long)
-                    positions[b] = torch.arange(len(inp) - keep, len(inp)).clamp(min=0)
-                logprobs = _logprobs_at(model, ids, positions)  # (batch, keep, vocab)
-                for b, (row, col, inp, cont) in enumerate(batch):
-                    if col is None:
-                        for j, token in enumerate(cont):
-                            scores[row][j] = float(logprobs[b, keep - 1, token])
-                    else:  # the last len(cont) kept positions predict the continuation's tokens
-                        first = keep - len(cont)
-                        scores[row][col] = float(sum(logprobs[b, first + i, t] for i, t in enumerate(cont)))
-    finally:
-        model.train(was_training)
-    return scores, {"single_token_prompts": single, "full_continuation_prompts": len(prompts) - single,
-                    "forward_sequences": len(requests)}
-
-
-def _length_batches(requests: list, batch_size: int, min_fill: float = 0.75) -> list[list]:
-    """Consecutive batches of requests sorted longest first, at most ``batch_size`` each, cut early
-    when a sequence would be shorter than ``min_fill`` of the batch's width (bounding padding)."""
-    batches: list[list] = []
-    for request in requests:
-        if not batches or len(batches[-1]) == batch_size or len(request[2]) < min_fill * len(batches[-1][0][2]):
-            batches.append([])
-        batches[-1].append(request)
-    return batches
-
-
-def _logprobs_at(model, ids, positions):
-    """Log-probabilities at ``positions`` (batch x k) only: the vocabulary projection is skipped
-    elsewhere (``logits_to_keep``), with a full forward as the fallback for models without it."""
-    import torch
-
-    device = next(model.parameters()).device
-    # Right padding and no attention mask, as lm-eval does: causal attention never looks right.
-    try:
-        logits = model(ids.to(device), logits_to_keep=positions.to(device)).logits
-    except TypeError:
-        logits = None
-    if logits is None or logits.shape[1] != positions.shape[1]:
-        logits = model(ids.to(device)).logits
-        logits = torch.gather(logits, 1, positions.to(device)[..., None].expand(-1, -1, logits.shape[-1]))
-    return torch.log_softmax(logits.float(), dim=-1).cpu()
+    """Log-likelihood of ``" " + letter`` after each prompt (see :func:`benchmarks.loglik.choice_logliks`)."""
+    return choice_logliks(model, tokenizer, prompts, letters, batch_size=batch_size)
 
 
 def predict(logliks: Sequence[float]) -> str:
@@ -204,3 +154,84 @@ def summarize(docs: Sequence[dict], predictions: Sequence[str]) -> dict:
         "per_subject": {s: {"accuracy": sum(v) / len(v), "n": len(v)} for s, v in sorted(per_subject.items())},
         "per_group": {g: {"accuracy": sum(v) / len(v), "n": len(v)} for g, v in sorted(per_group.items())},
     }
+
+
+def p_correct(logliks: Sequence[float], answer: str) -> float:
+    """Probability mass on the correct letter, normalised over the four letters."""
+    top = max(logliks)
+    weights = [_math.exp(x - top) for x in logliks]
+    return weights[LETTERS.index(answer)] / sum(weights)
+
+
+# --- the kind ------------------------------------------------------------------------------------
+
+class MMLUKind(BenchmarkKind):
+    """Letter log-likelihood over A-D; continuous: p(correct letter) and cloze bits per byte."""
+
+    name = "mmlu"
+    version = "2.0"  # 1.0: accuracy only; 2.0: + p_correct, cloze bits per byte, dev-split shots
+    metric = "accuracy"
+    output_type = "multiple_choice"
+    choices = LETTERS
+
+    def check_fewshot(self, fewshot: int) -> None:
+        if fewshot < 0 or fewshot > 5:
+            raise ValueError(f"MMLU few-shot must be 0..5 (its dev split has 5 items per subject), got {fewshot}")
+
+    def prompt_format(self, fewshot: int = 0) -> str:
+        return PROMPT_FORMAT
+
+    def protocol_details(self, fewshot: int) -> dict:
+        return {"continuous": {"p_correct": "softmax over the letters' log-likelihoods, mass on the answer",
+                               "bits_per_byte": CLOZE_FORMAT},
+                "average": "micro (share of all scored items)"}
+
+    def documents(self, spec, *, fewshot: int = 0, seed: int = 0, shots_from: str = "test"):
+        if shots_from not in FEWSHOT_SOURCES:
+            raise ValueError(f"MMLU shots_from must be one of {sorted(FEWSHOT_SOURCES)}, got {shots_from!r}")
+        pool = None
+        if fewshot and shots_from == "dev":
+            from harness.data.datasets import load_mmlu_dev_from_hub
+
+            pool = load_mmlu_dev_from_hub()
+        return prepare_documents(spec.rows(), fewshot=fewshot, seed=seed, shot_pool=pool, shots_from=shots_from)
+
+    def reference(self, doc: dict) -> tuple[str, str]:
+        return doc.get("cloze_context") or cloze_context(doc), " " + answer_text(doc)
+
+    def score(self, spec, docs: list[dict], outputs: list, extra: dict) -> Scored:
+        preds = [predict(ll) for ll in outputs]
+        summary = summarize(docs, preds)
+        extra.update({k: v for k, v in summary.items() if k != "accuracy"})
+        probs = [p_correct(ll, d["answer"]) for d, ll in zip(docs, outputs)]
+        rows = [{"id": d["id"], "subject": d["subject"], "answer": d["answer"], "prediction": p,
+                 "correct": p == d["answer"], "logliks": ll, "p_correct": q}
+                for d, p, ll, q in zip(docs, preds, outputs, probs)]
+        return Scored(summary["accuracy"], rows, [float(p == d["answer"]) for d, p in zip(docs, preds)],
+                      continuous={"p_correct": probs})
+
+    def score_completions(self, spec, rows, *, workers=None) -> dict:
+        from benchmarks.score import CompletionsError, field_of, unique
+
+        items = {r["id"]: r for r in spec.rows()}
+        chosen, preds, seen = [], [], {}
+        for i, row in enumerate(rows):
+            item_id = field_of(row, i, "id", str)
+            if item_id not in items:
+                raise CompletionsError(f"row {i}: field 'id' is {item_id!r}, not an item of {spec.name} "
+                                       "(ids look like 'college_physics/0')")
+            unique(item_id, i, seen, "id")
+            answer = field_of(row, i, "answer", str).strip().upper()
+            if answer not in LETTERS:
+                raise CompletionsError(f"row {i}: field 'answer' is {row['answer']!r}; expected one of A, B, C, D")
+            chosen.append(items[item_id])
+            preds.append(answer)
+        summary = summarize(chosen, preds)
+        return {"score": summary.pop("accuracy"), "n_items": len(chosen), "n_total": len(items),
+                "complete": len(chosen) == len(items), **summary,
+                "item_scores": [float(p == d["answer"]) for d, p in zip(chosen, preds)],
+                "per_item": [{"id": d["id"], "answer": d["answer"], "prediction": p, "correct": p == d["answer"]}
+                             for d, p in zip(chosen, preds)]}
+
+
+KIND = register_kind(MMLUKind())

@@ -139,6 +139,12 @@ class EvalConfig:
     benchmarks: bool = True  # run the suite's benchmarks at checkpoints
     benchmark_limit: int | None = None  # stratified subsample size per benchmark; None = everything
     benchmark_max_new_tokens: int = 512
+    # Drawn with this seed, not the training seed: every run of a comparison scores the same items.
+    subsample_seed: int = 0
+    mmlu_fewshot: int = 0  # shots per subject (HELM: 5); dev split with data.source=hub, else held-out test
+    math_fewshot: int = 0  # 0, or 4 = Minerva 4-shot chain of thought
+    gsm8k_fewshot: int = 0  # shots from GSM8K train
+    continuous_metrics: bool = True  # bits per byte of each item's reference text (+ p(correct) for MMLU)
 
     def __post_init__(self) -> None:
         _one_of("eval.rouge_mode", self.rouge_mode, ("generate", "teacher-forced"))
@@ -149,6 +155,11 @@ class EvalConfig:
                self.benchmark_limit, "null or >= 1")
         _check(self.benchmark_max_new_tokens >= 1, "eval.benchmark_max_new_tokens",
                self.benchmark_max_new_tokens, ">= 1")
+        _check(self.subsample_seed >= 0, "eval.subsample_seed", self.subsample_seed, ">= 0")
+        _check(0 <= self.mmlu_fewshot <= 5, "eval.mmlu_fewshot", self.mmlu_fewshot,
+               "0..5 (MMLU's dev split has 5 items per subject)")
+        _one_of("eval.math_fewshot", self.math_fewshot, (0, 4))
+        _check(0 <= self.gsm8k_fewshot <= 8, "eval.gsm8k_fewshot", self.gsm8k_fewshot, "0..8")
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ register_suite(Suite(
     {"nano": "code-expert", "micro": "code-expert", "paper": "codellama-7b"},
 ))
 register_suite(Suite(
-    "math", "fine-tune on math instructions; MATH level-5 accuracy + MMLU Mathematics",
-    ("math-l5", "mmlu-mathematics"), "math-instructions",
+    "math", "fine-tune on math instructions; MATH level-5 accuracy + MMLU Mathematics (+ GSM8K test)",
+    ("math-l5", "mmlu-mathematics", "gsm8k"), "math-instructions",
     # Table 1's math row: Vicuna-7B-v1.3 was the best of the DPF-selected experts.
     {"nano": "math-expert", "micro": "math-expert", "paper": "vicuna-7b-v1.3"},
 ))

@@ -19,7 +19,8 @@ The summary dict::
      "best_step",             # by ROUGE-1: status best_step, else the eval rows' best_step, else argmax
      "eval": {"steps": [...], "first": E, "best": E, "last": E} | None,
          # E = {"step", "rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte"} (None: absent)
-     "benchmarks": {"names": [...], "rows": [{"step", "scores": {name: {"score", "n", "metric"}}}]},
+     "benchmarks": {"names": [...], "rows": [{"step", "scores": {name: B}}]},
+         # B = {"score", "stderr", "n", "metric", "bits_per_byte", "bits_per_byte_stderr", "p_correct", ...}
      "phases": [{"name", "parent", "depth", "count", "self_seconds", "total_seconds",
                  "peaks": {metric: value}, "unavailable": {metric: reason}}],   # pipeline order
      "unavailable": {metric: reason},   # what this machine could not measure in any phase
@@ -40,6 +41,7 @@ from harness.runstore import COMPLETED, FAILED, RUNNING, RunDir, latest_metrics
 
 EVAL_METRICS = ("rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte")
 # Phases whose rows are not per-phase profiling: metrics of the model, not of the pipeline.
+CONTINUOUS = ("bits_per_byte", "p_correct")  # benchmark metrics beside the score (benchmarks.evaluate)
 NON_PROFILE_PHASES = frozenset({"eval", "train", "setup", "benchmark", "profiler"})
 PROFILER_PHASE = "profiler"  # run-wide rows: profiler settings and metrics unavailable on this machine
 # The memory columns of the phase table: (label, metric, older metric names that mean the same).
@@ -101,13 +103,18 @@ def _benchmark_summary(rows: list[dict]) -> dict:
         if row.get("phase") != "benchmark":
             continue
         record = row.get("benchmark") if isinstance(row.get("benchmark"), dict) else {}
-        metric = str(row.get("metric", ""))
-        name = record.get("name") or metric.removesuffix("/score")
+        name, _, metric = str(row.get("metric", "")).rpartition("/")
+        name = record.get("name") or name
         if name not in names:
             names.append(name)
-        by_step.setdefault(row.get("step"), {})[name] = {
-            "score": _number(row.get("value") if row.get("value") is not None else record.get("score")),
-            "n": record.get("n"), "metric": record.get("metric")}
+        cell = by_step.setdefault(row.get("step"), {}).setdefault(name, {})
+        value = _number(row.get("value") if row.get("value") is not None else record.get("score"))
+        if metric == "score":
+            cell.update({"score": value, "stderr": _number(row.get("stderr")),
+                         "n": row.get("n") if row.get("n") is not None else record.get("n_items", record.get("n")),
+                         "metric": record.get("metric")})
+        elif metric in CONTINUOUS:  # bits_per_byte, p_correct
+            cell.update({metric: value, f"{metric}_stderr": _number(row.get("stderr"))})
     return {"names": names, "rows": [{"step": s, "scores": by_step[s]}
                                      for s in sorted(by_step, key=lambda s: (s is None, s or 0))]}
 
@@ -322,21 +329,31 @@ def format_summary(summary: dict) -> str:
     bench = s.get("benchmarks") or {}
     if bench.get("rows"):
         names = bench["names"]
-        table = []
-        for r in bench["rows"]:
-            step = f"{r['step']} (best)" if r["step"] == s.get("best_step") and len(bench["rows"]) > 1 else str(
-                r["step"])
-            cells = []
-            for name in names:
-                cell = r["scores"].get(name)
-                if cell is None:
-                    cells.append("-")
-                else:
-                    cells.append(_fmt(cell.get("score")) + (f" (n={cell['n']})" if cell.get("n") is not None else ""))
-            table.append([step, *cells])
-        lines.append("")
-        lines.append("benchmarks (score per checkpoint step)")
-        lines += _table(["step", *names], table)
+
+        def cell(entry: dict | None, key: str, spec: str) -> str:
+            if not entry or entry.get(key) is None:
+                return "-"
+            se = entry.get("stderr" if key == "score" else f"{key}_stderr")
+            return _fmt(entry.get(key), spec) + (f"±{_fmt(se, spec)}" if se is not None else "")
+
+        tables = [("score", ".3f", "score ± standard error per checkpoint step"),
+                  ("bits_per_byte", ".3f", "bits per byte of the reference answer (lower is better)"),
+                  ("p_correct", ".3f", "probability on the correct choice")]
+        for key, spec, title in tables:
+            shown = [n for n in names if any((r["scores"].get(n) or {}).get(key) is not None for r in bench["rows"])]
+            if not shown:
+                continue
+            table = []
+            for r in bench["rows"]:
+                step = f"{r['step']} (best)" if r["step"] == s.get("best_step") and len(bench["rows"]) > 1 else str(
+                    r["step"])
+                table.append([step, *(cell(r["scores"].get(n), key, spec) for n in shown)])
+            if key == "score":
+                ns = {n: next((r["scores"][n].get("n") for r in bench["rows"] if r["scores"].get(n)), None)
+                      for n in shown}
+                title += " (n: " + ", ".join(f"{n} {ns[n]}" for n in shown if ns[n] is not None) + ")"
+            lines += ["", f"benchmarks: {title}"]
+            lines += _table(["step", *shown], table)
     else:
         lines += ["", "benchmarks  none recorded"]
 

@@ -133,11 +133,27 @@ def test_benchmarks_run_at_checkpoints_and_best(nano_zoo, tmp_path):
     best = run.status()["best_step"]
     steps = {r["step"] for r in rows}
     assert steps == {2, 4, best}
-    names = {r["metric"].split("/")[0] for r in rows}
+    scores = [r for r in rows if r["metric"].endswith("/score")]
+    names = {r["metric"].split("/")[0] for r in scores}
     assert names == {"humaneval", "mmlu-cs", "mmlu-physics", "mmlu-politics", "mmlu"}
-    for r in rows:
-        assert r["benchmark"]["n_items"] == 2 and r["benchmark"]["version"] is not None
+    for r in scores:
+        record = r["benchmark"]
+        assert record["n_items"] == 2 and r["n"] == 2 and record["version"] == record["protocol"]["version"]
+        assert record["subsample"]["seed"] == config.eval.subsample_seed == 0  # not the training seed
+    continuous = {r["metric"] for r in rows if r["step"] == 2 and not r["metric"].endswith("/score")}
+    assert continuous == {f"{n}/bits_per_byte" for n in names} | {f"{n}/p_correct" for n in names if n != "humaneval"}
+    assert all(r["value"] > 0 and r["n"] == 2 for r in rows if r["metric"].endswith("/bits_per_byte"))
     assert (run.samples_dir / "benchmarks-step-2").is_dir()
+
+    # Another training seed scores the very same items: the subsample is drawn with eval.subsample_seed.
+    other = execute(resolve_config(given={"method": "lora", "suite": "code", "scale": "nano", "seed": 1},
+                                   overrides=["training.max_steps=2", "training.eval_every=2",
+                                              "training.checkpoint_steps=[2]", "eval.benchmark_limit=2"],
+                                   method_overrides_for=method_overrides), results_root=tmp_path, progress=False)
+    def item_ids(r):
+        return {row["metric"]: row["benchmark"]["subsample"]["ids_sha256"] for row in rows_of(r, "benchmark")
+                if row["step"] == 2 and row["metric"].endswith("/score")}
+    assert item_ids(other) == item_ids(run) and len(item_ids(run)) == 5
 
 
 def test_transfer_command_writes_a_loadable_model(nano_zoo, tmp_path, capsys):

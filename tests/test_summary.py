@@ -42,10 +42,14 @@ def _log(run, rows, attempt):
     run.log([{"time": 0.0, **r, "attempt": attempt} for r in rows])
 
 
-def _benchmark(step, name, score, n):
-    return {"step": step, "phase": "benchmark", "metric": f"{name}/score", "value": score,
-            "benchmark": {"name": name, "metric": "pass@1" if name == "humaneval" else "acc", "score": score,
-                          "n": n}}
+def _benchmark(step, name, score, n, bits_per_byte=None):
+    rows = [{"step": step, "phase": "benchmark", "metric": f"{name}/score", "value": score, "stderr": 0.01, "n": n,
+             "benchmark": {"name": name, "metric": "pass@1" if name == "humaneval" else "acc", "score": score,
+                           "n_items": n}}]
+    if bits_per_byte is not None:
+        rows.append({"step": step, "phase": "benchmark", "metric": f"{name}/bits_per_byte", "value": bits_per_byte,
+                     "stderr": 0.05, "n": n})
+    return rows
 
 
 def _unavailable(metric, reason):
@@ -78,8 +82,9 @@ def resumed_run(tmp_path):
                *_phase("training", 5.0, 5.0, step=10, end=8.0, rss=1500.0, gpu_util=50.0, samples=3),
                *_phase("benchmarks", 2.0, 2.0, step=10, end=10.0, rss=1400.0, gpu_util=80.0, samples=1),
                *_phase("benchmarks", 2.5, 2.5, step=20, end=13.0, rss=1600.0, gpu_util=20.0, samples=1),
-               _benchmark(10, "humaneval", 0.125, 164), _benchmark(10, "mbpp", 0.2, 500),
-               _benchmark(20, "humaneval", 0.0625, 164), _benchmark(20, "mbpp", 0.15, 500)], attempt=2)
+               *_benchmark(10, "humaneval", 0.125, 164, bits_per_byte=2.5), *_benchmark(10, "mbpp", 0.2, 500),
+               *_benchmark(20, "humaneval", 0.0625, 164, bits_per_byte=2.25), *_benchmark(20, "mbpp", 0.15, 500)],
+         attempt=2)
     run.complete(best_step=10)
     status = run.status()
     status["finished"] = status["started"] + 20.0  # a known wall time
@@ -115,7 +120,9 @@ def test_summary_numbers(resumed_run):
     bench = s["benchmarks"]
     assert bench["names"] == ["humaneval", "mbpp"]
     assert [r["step"] for r in bench["rows"]] == [10, 20]
-    assert bench["rows"][0]["scores"]["humaneval"] == {"score": 0.125, "n": 164, "metric": "pass@1"}
+    assert bench["rows"][0]["scores"]["humaneval"] == {"score": 0.125, "stderr": 0.01, "n": 164, "metric": "pass@1",
+                                                       "bits_per_byte": 2.5, "bits_per_byte_stderr": 0.05}
+    assert bench["rows"][1]["scores"]["mbpp"] == {"score": 0.15, "stderr": 0.01, "n": 500, "metric": "acc"}
 
     phases = {p["name"]: p for p in s["phases"]}
     # pipeline order, nested phases right after their parent (build_models from attempt 1 first)
@@ -138,7 +145,7 @@ def test_summary_numbers(resumed_run):
 def test_summary_text(resumed_run):
     text = format_summary(summarize(resumed_run))
     lines = text.splitlines()
-    assert len(lines) <= 40
+    assert len(lines) <= 45
     assert "lora on code" in text and "seed 0" in text and "completed, 2 attempts" in text
     assert "last step 20 of 20" in text
     assert "1.23M trainable of 124.00M (0.996%)" in text
@@ -148,7 +155,9 @@ def test_summary_text(resumed_run):
     assert best.split()[1] == "10" and "0.3000" in best
     last = next(line for line in lines if line.strip().startswith("last "))
     assert "0.2500" in last and "0.9900" not in text
-    assert "humaneval" in text and "0.1250 (n=164)" in text and "10 (best)" in text
+    assert "humaneval" in text and "0.125±0.010" in text and "humaneval 164" in text and "10 (best)" in text
+    bits = lines.index(next(line for line in lines if "bits per byte of the reference" in line))
+    assert "2.500±0.050" in lines[bits + 2] and "mbpp" not in lines[bits + 1]  # only benchmarks that have it
     benchmarks = next(line for line in lines if line.strip().startswith("benchmarks x2"))
     assert benchmarks.split()[2:5] == ["4.5", "22%", "1600"]
     assert "other (in no phase)" in text and "5.5" in text

@@ -188,9 +188,9 @@ def _hub_humaneval() -> list[dict]:
             for r in _hub("openai/openai_humaneval", None, "test")]
 
 
-def _hub_mmlu() -> list[dict]:
+def _hub_mmlu(split: str = "test") -> list[dict]:
     out = []
-    for r in _hub("cais/mmlu", "all", "test"):
+    for r in _hub("cais/mmlu", "all", split):
         out.append({"question": r["question"], "choices": list(r["choices"]), "answer": "ABCD"[r["answer"]],
                     "subject": r["subject"]})
     counts: dict[str, int] = {}
@@ -198,6 +198,11 @@ def _hub_mmlu() -> list[dict]:
         r["id"] = f"{r['subject']}/{counts.setdefault(r['subject'], 0)}"
         counts[r["subject"]] += 1
     return out
+
+
+def load_mmlu_dev_from_hub() -> list[dict]:
+    """MMLU's dev split (5 items per subject, the shots HELM uses); hub only: the packaged copy has none."""
+    return _hub_mmlu("dev")
 
 
 def _hub_code_instructions() -> list[dict]:

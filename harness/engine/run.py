@@ -202,12 +202,22 @@ def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list
         say(f"benchmarks at step {step}: {', '.join(names)}")
         with profiler.phase("benchmarks", step=step), torch.no_grad():
             results = evaluate_model(model, tokenizer, names, limit=config.eval.benchmark_limit,
-                                     subsample_seed=config.seed, batch_size=config.eval.eval_batch_size,
+                                     subsample_seed=config.eval.subsample_seed,
+                                     batch_size=config.eval.eval_batch_size,
                                      max_new_tokens=config.eval.benchmark_max_new_tokens,
+                                     fewshot={"mmlu": config.eval.mmlu_fewshot, "math": config.eval.math_fewshot,
+                                              "gsm8k": config.eval.gsm8k_fewshot},
+                                     # MMLU's dev split exists on the hub only: used where the run reads the hub
+                                     mmlu_shots_from="dev" if config.data.source == "hub" else "test",
+                                     continuous=config.eval.continuous_metrics,
                                      out_dir=run.samples_dir / f"benchmarks-step-{step}")
         rows = []
         for name, result in results.items():
             record = result.to_dict()
             rows.append({"step": step, "phase": "benchmark", "metric": f"{name}/score", "value": record["score"],
-                         "benchmark": record})
+                         "stderr": record["stderr"], "n": record["n_items"], "benchmark": record})
+            for metric, entry in record["metrics"].items():
+                if metric != record["metric"]:  # the headline is the /score row
+                    rows.append({"step": step, "phase": "benchmark", "metric": f"{name}/{metric}",
+                                 "value": entry["value"], "stderr": entry["stderr"], "n": entry["n"]})
         emit(rows)

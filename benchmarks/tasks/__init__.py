@@ -1,1 +1,0 @@
-"""lm-eval task definitions (YAML) for the offline benchmarks, and the functions they name."""
