@@ -22,10 +22,49 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from harness.registry import METHODS
 
-if TYPE_CHECKING:  # the engine defines the context and result types
+if TYPE_CHECKING:
     from harness.config import RunConfig
-    from harness.engine.context import MethodContext, Prepared
     from harness.suites import Suite
+
+
+@dataclass
+class Prepared:
+    """A method's output: the model to train/evaluate and what it did to get there."""
+
+    model: Any  # a transformers PreTrainedModel, adapters not yet applied (the engine applies them)
+    tokenizer: Any
+    train_records: list[dict] | None = None  # None = the suite's ground-truth training split
+    info: dict = field(default_factory=dict)  # written to prepare.json (e.g. the transfer report)
+    models_used: dict[str, dict] = field(default_factory=dict)  # role → identity, for provenance
+    # Token ids the method added to the target's vocabulary (Pen2Sword's expert-only tokens). Where the
+    # embedding trains, their output (lm_head) rows train too, so the new tokens can be learned.
+    new_token_ids: tuple[int, ...] = ()
+    # What validation and benchmarks decode with when it is not ``model`` itself (ProxyTuning's
+    # combined logits): anything with ``generate`` and a forward returning ``.logits``.
+    decode_model: Any = None
+    train_records_source: str | None = None  # what ``train_records`` are, e.g. "pseudo-labels by small-base"
+
+
+@dataclass
+class MethodContext:
+    """What the engine hands a method's ``prepare``."""
+
+    config: "RunConfig"
+    suite: "Suite"
+    train_records: list[dict]
+    validation_records: list[dict]
+    work_dir: Any  # a Path inside the run directory where a method may keep artefacts
+    models: dict[str, Any]  # role → harness.models.ResolvedModel, as the method's ``models`` named them
+    resolve_model: Callable[[str], Any]  # any other name or path → harness.models.ResolvedModel
+    load_model: Callable[..., Any]  # (resolved, dtype=...) → model; timed as the engine's load_model phase
+    load_tokenizer: Callable[..., Any]
+    # phase(name) → a context manager timing a step of the method as a phase of its own (e.g.
+    # "pseudo_labels"), so what a method spends beyond training counts in its cost.
+    phase: Callable[[str], Any] = field(default=None)  # type: ignore[assignment]
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
 
 def target_only(config: "RunConfig", suite: "Suite") -> dict[str, str]:

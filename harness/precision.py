@@ -298,3 +298,14 @@ def _resolve_cuda(requested: str) -> PrecisionChoice:
                                "training.precision=bf16: this GPU does not support bf16 natively; "
                                "use training.precision=auto (picks fp16 here) or fp32")
     return PrecisionChoice(requested, requested, "cuda", f"{requested} was asked for on CUDA")
+
+
+def autocast_for(precision: str, device):
+    """The autocast context of a resolved precision on ``device`` (none for fp32)."""
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -4,8 +4,7 @@ DoRA, QLoRA and full fine-tuning. The shared engine applies the adapters the con
 from __future__ import annotations
 
 from harness.config import RunConfig
-from harness.engine.context import MethodContext, Prepared
-from harness.method import register_method
+from harness.method import MethodContext, Prepared, register_method
 from harness.suites import Suite
 
 

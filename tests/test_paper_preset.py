@@ -12,7 +12,7 @@ from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters
-from harness.engine.batches import IGNORE, cut_middle, encode_example, encode_prompt
+from harness.data.batches import IGNORE, cut_middle, encode_example, encode_prompt
 from harness.engine.trainer import Trainer
 from harness.io import read_json, read_jsonl
 from harness.method import method_overrides

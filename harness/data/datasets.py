@@ -291,8 +291,13 @@ def load_dataset(name: str, source: str = "offline") -> list[dict]:
 
 def dataset_hash(name: str, source: str = "offline") -> str:
     """sha256 of the dataset's normalised records (canonical JSON), for provenance and cache keys."""
+    return records_hash(load_dataset(name, source))
+
+
+def records_hash(records) -> str:
+    """sha256 of records as canonical JSON lines (sorted keys), one per record."""
     digest = hashlib.sha256()
-    for row in load_dataset(name, source):
+    for row in records:
         digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()

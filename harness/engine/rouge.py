@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import re
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from rouge_score import rouge_scorer
 
-from harness.engine.batches import IGNORE, collate, encode_example, encode_prompt, pad_id
+from harness.data.batches import IGNORE, collate, encode_example, encode_prompt, pad_id
+from harness.engine.generate import Decoding, generate
+from harness.precision import autocast_for
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 
@@ -55,38 +56,14 @@ def rouge_f1(predictions: list[str], references: list[str], kind: str = "code") 
     return {k: v / max(len(predictions), 1) for k, v in totals.items()}
 
 
-def autocast_for(precision: str, device: torch.device):
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-@torch.no_grad()
 def generate_responses(model, tokenizer, instructions: list[str], *, max_new_tokens: int, batch_size: int,
                        max_prompt_tokens: int, precision: str = "fp32") -> list[str]:
-    """Greedy decoding of each instruction's response (left-padded batches, stop at EOS).
+    """Greedy decoding of each instruction's response (stop at EOS), through the one generation path.
 
     Prompts and generations have budgets of their own: a prompt is encoded exactly as in training
     (at most ``max_prompt_tokens``), and up to ``max_new_tokens`` follow it."""
-    device = next(model.parameters()).device
-    pad = pad_id(tokenizer)
-    outputs: list[str] = []
-    for start in range(0, len(instructions), batch_size):
-        prompts = [encode_prompt(tokenizer, text, max_prompt_tokens)
-                   for text in instructions[start : start + batch_size]]
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        with autocast_for(precision, device):
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=pad,
-                                 eos_token_id=tokenizer.eos_token_id)
-        outputs += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-    return outputs
+    prompts = [encode_prompt(tokenizer, text, max_prompt_tokens) for text in instructions]
+    return generate(model, tokenizer, prompts, Decoding(max_new_tokens), batch_size=batch_size, precision=precision)
 
 
 def scored_bytes(tokenizer, labels: list[int]) -> int:

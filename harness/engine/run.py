@@ -18,10 +18,10 @@ import torch
 import transformers
 
 from harness.config import RunConfig
-from harness.data import dataset_hash, load_dataset, train_validation_split
+from harness.data import dataset_hash, load_dataset, records_hash, train_validation_split
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters, quantize_for_qlora, trainable_summary
-from harness.engine.context import MethodContext, Prepared
+from harness.method import MethodContext, Prepared
 from harness.engine.profiler import Profiler
 from harness.engine.trainer import Trainer, evaluate_validation, make_accelerator
 from harness.io import atomic_write_json, read_json
@@ -79,7 +79,7 @@ def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dic
     return MethodContext(
         config=config, suite=suite, train_records=train, validation_records=split.validation,
         work_dir=run.path / "work", models=resolved, resolve_model=resolve,
-        load_model=load_model, load_tokenizer=models.load_tokenizer)
+        load_model=load_model, load_tokenizer=models.load_tokenizer, phase=profiler.phase)
 
 
 def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | None = None, force: bool = False,
@@ -133,9 +133,18 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         transformers.set_seed(config.seed)
         with profiler.phase(spec.prepare_phase):
             prepared: Prepared = spec.prepare(ctx)
+        if spec.trains and prepared.decode_model is not None:
+            raise ValueError(f"method {spec.name!r} returned a decode_model but trains: a decode model is "
+                             "for methods evaluated as prepared (trains=False)")
+        train_records = prepared.train_records if prepared.train_records is not None else ctx.train_records
         if main:
             provenance = read_json(run.provenance_path)
             provenance["models"] = prepared.models_used
+            # What the model actually trains on: the ground-truth split, or what the method made of it.
+            provenance["trained_on"] = {"source": prepared.train_records_source or (
+                                            f"{suite.train_dataset} (ground truth)" if prepared.train_records is None
+                                            else "records supplied by the method"),
+                                        "n": len(train_records), "sha256": records_hash(train_records)}
             atomic_write_json(run.provenance_path, provenance)
             atomic_write_json(run.path / "prepare.json", prepared.info)
         model, tokenizer = prepared.model, prepared.tokenizer
@@ -149,7 +158,7 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
             emit([{"step": 0, "phase": "setup", "metric": k, "value": v} for k, v in
                   (("trainable_params", summary.trainable), ("total_params", summary.total),
                    ("trainable_percent", summary.percent))])
-            trainer = Trainer(model, tokenizer, config, prepared.train_records or ctx.train_records,
+            trainer = Trainer(model, tokenizer, config, train_records,
                               ctx.validation_records, checkpoints_dir=run.checkpoints_dir, emit=emit,
                               samples_dir=run.samples_dir, accelerator=accelerator, progress=progress,
                               profiler=profiler)
@@ -163,6 +172,7 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
             best_step = state.best_step
             model = accelerator.unwrap_model(trainer.model)
         elif main:
+            model = prepared.decode_model if prepared.decode_model is not None else model
             with profiler.phase("validation"):
                 scores = evaluate_validation(model, tokenizer, config, ctx.validation_records,
                                              run.samples_dir / "validation-step-0.jsonl")

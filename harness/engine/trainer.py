@@ -27,7 +27,7 @@ from transformers import get_scheduler
 from harness.config import RunConfig
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import load_trainable_state, trainable_state
-from harness.engine.batches import IGNORE, Encoded, StepOrder, collate, encode_example, encode_prompt, pad_id
+from harness.data.batches import IGNORE, Encoded, StepOrder, collate, encode_example, encode_prompt, pad_id
 from harness.engine.profiler import memory_snapshot
 from harness.io import append_jsonl
 from harness.engine.rouge import (eval_loss, generate_responses, rouge_f1,

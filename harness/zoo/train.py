@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from harness.engine.batches import IGNORE, encode_example
+from harness.data.batches import IGNORE, encode_example
 from harness.zoo.recipe import Recipe, Shape, Step
 
 

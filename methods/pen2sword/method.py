@@ -9,8 +9,7 @@ from __future__ import annotations
 import random
 
 from harness.config import ConfigError, RunConfig
-from harness.engine.context import MethodContext, Prepared
-from harness.method import register_method
+from harness.method import MethodContext, Prepared, register_method
 from harness.suites import Suite
 from methods.pen2sword.transfer import TransferOptions, transfer
 

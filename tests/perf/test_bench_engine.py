@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from harness.config import resolve_config
 from harness.engine.adapters import apply_adapters
-from harness.engine.batches import IGNORE, collate
+from harness.data.batches import IGNORE, collate
 from harness.engine.trainer import Trainer
 from tiny import tiny_llama, tiny_tokenizer
 
