@@ -183,6 +183,23 @@ class Pen2SwordConfig:
 
 
 @dataclass(frozen=True)
+class PseudoLabelConfig:
+    """How Weak2Strong / ProxyTuning write the responses the target trains on."""
+
+    # "generate": the labeller writes each response (greedy), as the paper uses Weak2Strong;
+    # "teacher-forced": the official code's labels, the labeller's argmax under the ground truth (shifted).
+    labels: str = "generate"
+    max_new_tokens: int | None = None  # None = what training keeps: training.seq_len - data.max_prompt_tokens
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _one_of("pseudo_labels.labels", self.labels, ("generate", "teacher-forced"))
+        _check(self.max_new_tokens is None or self.max_new_tokens >= 1, "pseudo_labels.max_new_tokens",
+               self.max_new_tokens, "null or >= 1")
+        _check(self.batch_size >= 1, "pseudo_labels.batch_size", self.batch_size, ">= 1")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     method: str = "lora"
     suite: str = "code"
@@ -193,6 +210,7 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     pen2sword: Pen2SwordConfig = field(default_factory=Pen2SwordConfig)
+    pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
 
     def __post_init__(self) -> None:
         _one_of("scale", self.scale, SCALES)

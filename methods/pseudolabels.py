@@ -1,0 +1,154 @@
+"""Pseudo-labels: the responses a labeller writes for the training prompts, which the target then
+trains on in place of the ground truth (Weak2Strong; ProxyTuning as the paper uses it).
+
+Two ways to label (``pseudo_labels.labels``):
+
+- ``generate`` (the default; what Weak2Strong means): the labeller writes each response greedily,
+  from the same prompt (same budget) training uses, up to ``pseudo_labels.max_new_tokens`` tokens
+  (default: what training keeps, ``training.seq_len - data.max_prompt_tokens``), through the one
+  generation path (:func:`harness.engine.generate.generate`).
+- ``teacher-forced`` (the official code's labels): one forward pass of the labeller over prompt +
+  ground-truth response; the pseudo-response is its argmax at each response position, taken from the
+  position *before* each token (the official code forgets that shift).
+
+Only the records training will reach are labelled (the run's step order is a pure function of seed
+and step, :class:`harness.data.batches.StepOrder`); the others keep an empty response and are never
+trained on. Labels are cached under ``<cache>/pseudo-labels/<key>/`` where the key covers every
+labeller model's identity, the records' hash, the seed and steps that decide which are reached, the
+label mode, the decoding settings and the prompt budget: a second run with the same inputs reuses
+them. The time spent labelling is the engine's ``pseudo_labels`` phase, so it counts in the method's
+cost (the paper's Figure 2c counts it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.data import records_hash
+from harness.data.batches import StepOrder, collate, encode_example, encode_prompt, pad_id
+from harness.engine.generate import Decoding, generate
+from harness.io import atomic_write_json, atomic_write_text, read_json
+from harness.paths import cache_dir
+
+LABEL_FORMAT = 1  # bump when the labelling rule changes: old caches are then ignored
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    labeller: dict  # role → model identity (every model whose outputs shape the labels)
+    mode: str  # "generate" | "teacher-forced"
+    decoding: Decoding
+    max_prompt_tokens: int
+    seq_len: int
+    reached: tuple[int, ...]  # indices of the records training reaches
+
+    def key(self, records: list[dict]) -> str:
+        payload = {"format": LABEL_FORMAT, "labeller": self.labeller, "mode": self.mode,
+                   "decoding": self.decoding.to_dict(), "max_prompt_tokens": self.max_prompt_tokens,
+                   "seq_len": self.seq_len, "records": records_hash(records),
+                   "reached": hashlib.sha256(json.dumps(self.reached).encode()).hexdigest()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def reached_indices(n_records: int, batch_size: int, max_steps: int, seed: int) -> tuple[int, ...]:
+    """Indices of the records a run of ``max_steps`` steps trains on (in first-seen order)."""
+    order = StepOrder(n_records, batch_size, seed)
+    seen: dict[int, None] = {}
+    for step in range(max_steps):
+        for i in order.global_batch(step):
+            seen.setdefault(i, None)
+        if len(seen) == n_records:
+            break
+    return tuple(seen)
+
+
+def plan_labels(ctx, labeller: dict, n_records: int) -> LabelPlan:
+    c = ctx.config
+    max_new = c.pseudo_labels.max_new_tokens or (c.training.seq_len - c.data.max_prompt_tokens)
+    return LabelPlan(labeller=labeller, mode=c.pseudo_labels.labels, decoding=Decoding(max_new),
+                     max_prompt_tokens=c.data.max_prompt_tokens, seq_len=c.training.seq_len,
+                     reached=reached_indices(n_records, c.training.batch_size, c.training.max_steps, c.seed))
+
+
+def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str]], source: str) -> tuple[list[dict], dict]:
+    """The training records with pseudo-responses, and a report (cache key, hits, counts, timing).
+
+    ``write(records)`` returns one response per record (called only on a cache miss, inside the
+    ``pseudo_labels`` phase)."""
+    records = ctx.train_records
+    key = plan.key(records)
+    folder = cache_dir() / "pseudo-labels" / key
+    labels_path, meta_path = folder / "labels.jsonl", folder / "meta.json"
+    cached = labels_path.exists() and meta_path.exists()
+    with ctx.phase("pseudo_labels"):
+        if cached:
+            by_index = {row["index"]: row["response"] for row in map(json.loads, labels_path.read_text().splitlines())}
+        else:
+            chosen = [records[i] for i in plan.reached]
+            responses = write(chosen)
+            by_index = dict(zip(plan.reached, responses))
+            atomic_write_text(labels_path, "".join(json.dumps({"index": i, "id": records[i]["id"], "response": r},
+                                                              ensure_ascii=False) + "\n"
+                                                   for i, r in by_index.items()))
+            atomic_write_json(meta_path, {"labeller": plan.labeller, "mode": plan.mode,
+                                          "decoding": plan.decoding.to_dict(), "n_labelled": len(by_index),
+                                          "n_records": len(records), "source": source, "format": LABEL_FORMAT})
+    labelled = [{"id": r["id"], "instruction": r["instruction"], "response": by_index.get(i, ""),
+                 "source": source if i in by_index else "not reached by training (unlabelled)"}
+                for i, r in enumerate(records)]
+    report = {"cache_key": key, "cache_dir": str(folder), "cached": cached, "mode": plan.mode,
+              "labeller": plan.labeller, "decoding": plan.decoding.to_dict(), "n_labelled": len(by_index),
+              "n_records": len(records), "empty_labels": sum(1 for i in by_index if not by_index[i].strip())}
+    if cached:
+        report["first_written_by"] = read_json(meta_path).get("source")
+    return labelled, report
+
+
+def model_writer(ctx, model, tokenizer, plan: LabelPlan) -> Callable[[list[dict]], list[str]]:
+    """A ``write`` for :func:`pseudo_label` that labels with ``model`` in ``plan.mode``."""
+    c = ctx.config
+
+    def write(records: list[dict]) -> list[str]:
+        from tqdm.auto import tqdm
+
+        model.eval()
+        with tqdm(total=len(records), desc="pseudo-labels", unit="rec", disable=None) as bar:
+            if plan.mode == "teacher-forced":
+                return teacher_forced_labels(model, tokenizer, records, plan, c.pseudo_labels.batch_size,
+                                             c.training.precision, bar.update)
+            prompts = [encode_prompt(tokenizer, r["instruction"], plan.max_prompt_tokens) for r in records]
+            return generate(model, tokenizer, prompts, plan.decoding, batch_size=c.pseudo_labels.batch_size,
+                            precision=c.training.precision, progress=bar.update)
+
+    return write
+
+
+def teacher_forced_labels(model, tokenizer, records: list[dict], plan: LabelPlan, batch_size: int,
+                          precision: str, progress=None) -> list[str]:
+    """The labeller's argmax at each response position under teacher forcing, correctly shifted:
+    the token at position t is predicted by the logits at t - 1."""
+    import torch
+
+    from harness.precision import autocast_for
+
+    device = next(model.parameters()).device
+    out: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(records), batch_size):
+            chunk = [encode_example(tokenizer, r["instruction"], r["response"], plan.seq_len, "response",
+                                    plan.max_prompt_tokens) for r in records[start : start + batch_size]]
+            batch = collate(chunk, pad_id(tokenizer))
+            with autocast_for(precision, device):
+                logits = model(input_ids=batch["input_ids"].to(device),
+                               attention_mask=batch["attention_mask"].to(device)).logits
+            predicted = logits[:, :-1].argmax(-1).cpu()  # predicted[t] is the guess for token t + 1
+            for row, example in enumerate(chunk):
+                positions = [t for t in range(1, len(example.input_ids)) if example.labels[t] != -100]
+                ids = [int(predicted[row, t - 1]) for t in positions]
+                out.append(tokenizer.decode(ids, skip_special_tokens=True))
+            if progress is not None:
+                progress(len(chunk))
+    return out

@@ -1,0 +1,62 @@
+"""Weak2Strong (Burns et al. 2024, as the paper's Table 1 uses it) and Pen2Sword + Weak2Strong (A.5.1).
+
+weak2strong: the small expert (the same one Pen2Sword would use: ``model.expert`` or the suite's
+domain expert) writes a response to every training prompt the run will reach; the target is then
+LoRA-trained on those pseudo-labels instead of the ground truth, by the shared engine, exactly as
+``lora`` is. pen2sword+weak2strong: the same labels, with the target initialised by Pen2Sword's
+embedding transfer from that expert first.
+"""
+
+from __future__ import annotations
+
+from harness.config import RunConfig
+from harness.method import MethodContext, Prepared, register_method
+from harness.suites import Suite
+from methods.pen2sword import method as pen2sword
+from methods.pseudolabels import model_writer, plan_labels, pseudo_label
+
+
+def models_needed(config: RunConfig, suite: Suite) -> dict[str, str]:
+    return {"target": config.model.target, "weak": pen2sword.choose_expert(config, suite)[0]}
+
+
+def weak_labels(ctx: MethodContext) -> tuple[list[dict], dict]:
+    """The training records relabelled by the weak model (cached across runs)."""
+    weak = ctx.models["weak"]
+    plan = plan_labels(ctx, {"weak": weak.identity}, len(ctx.train_records))
+    name = pen2sword.choose_expert(ctx.config, ctx.suite)[0]
+    source = f"pseudo-labels by {name} ({plan.mode})"
+
+    def write(records):
+        model = ctx.load_model(weak, dtype=ctx.config.model.dtype)
+        return model_writer(ctx, model, ctx.load_tokenizer(weak), plan)(records)
+
+    records, report = pseudo_label(ctx, plan, write, source)
+    return records, {**report, "weak": name, "source": source}
+
+
+def prepare(ctx: MethodContext) -> Prepared:
+    records, report = weak_labels(ctx)
+    target = ctx.models["target"]
+    return Prepared(model=ctx.load_model(target, dtype=ctx.config.model.dtype), tokenizer=ctx.load_tokenizer(target),
+                    train_records=records, train_records_source=report["source"], info={"pseudo_labels": report},
+                    models_used={"target": target.identity, "weak": ctx.models["weak"].identity})
+
+
+def prepare_with_pen2sword(ctx: MethodContext) -> Prepared:
+    records, report = weak_labels(ctx)
+    ctx.models.setdefault("expert", ctx.models["weak"])
+    prepared = pen2sword.prepare(ctx)
+    prepared.train_records, prepared.train_records_source = records, report["source"]
+    prepared.info["pseudo_labels"] = report
+    prepared.models_used["weak"] = ctx.models["weak"].identity
+    return prepared
+
+
+register_method("weak2strong", prepare, models=models_needed, paper_label="Vanilla Model + LoRA + Weak2Strong",
+                description="LoRA on pseudo-labels written by the small expert (Burns et al. 2024)",
+                overrides={"training.peft": "lora"})
+register_method("pen2sword+weak2strong", prepare_with_pen2sword, models=models_needed,
+                paper_label="Pen2Sword + Weak2Strong", prepare_phase="transfer",
+                description="Pen2Sword's transfer from the expert, then training on its pseudo-labels (A.5.1)",
+                overrides={"training.peft": "lora"})
