@@ -200,6 +200,14 @@ class PseudoLabelConfig:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    alpha: float = 1.0  # logits = target + alpha * (expert - anti-expert) (Liu et al. 2024 use 1)
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.alpha <= 10.0, "proxy.alpha", self.alpha, "0 <= alpha <= 10")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     method: str = "lora"
     suite: str = "code"
@@ -211,6 +219,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     pen2sword: Pen2SwordConfig = field(default_factory=Pen2SwordConfig)
     pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
     def __post_init__(self) -> None:
         _one_of("scale", self.scale, SCALES)

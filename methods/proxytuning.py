@@ -1,0 +1,228 @@
+"""ProxyTuning (Liu et al. 2024): decode the target with logits = target + α·(expert − anti-expert).
+
+:class:`ProxyTuned` holds the three models, each with its own KV cache, and behaves like one causal
+LM wherever the harness decodes: ``generate`` (the one generation path, lm-eval's HFLM) and a forward
+returning ``.logits`` (eval loss, log-likelihood benchmarks). The small models' vocabularies are
+aligned with the target's by token string, the same union Pen2Sword builds
+(:func:`methods.pen2sword.transfer.build_vocab_union`); every target token must exist in both small
+vocabularies (true within a model family such as Llama-2 / CodeLlama / Vicuna and the built-in one).
+
+Registered uses:
+
+- ``proxytuning`` (the paper's, Table 1): the combination writes pseudo-labels for the training
+  prompts and the target is LoRA-trained on them (:mod:`methods.pseudolabels`, cached).
+- ``pen2sword+proxytuning`` (A.5.2): the same labels, the target first initialised by Pen2Sword.
+- ``proxytuning-decode`` (Liu et al.'s own use): no training; validation and benchmarks decode
+  with the combination.
+
+The expert is the small expert Pen2Sword would use (``model.expert`` or the suite's domain expert),
+the anti-expert ``model.anti_expert`` (its untuned base), α = ``proxy.alpha`` (1 in the paper).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from harness.config import RunConfig
+from harness.method import MethodContext, Prepared, register_method
+from harness.suites import Suite
+from methods.pen2sword import method as pen2sword
+from methods.pen2sword.transfer import build_vocab_union
+from methods.pseudolabels import model_writer, plan_labels, pseudo_label
+
+
+class VocabularyMismatch(ValueError):
+    """A target token the expert or anti-expert cannot represent."""
+
+
+def token_map(small_tokenizer, target_tokenizer, small_rows: int, target_rows: int, role: str) -> torch.Tensor:
+    """For each target token id, the small model's id of the same token string."""
+    union = build_vocab_union(small_tokenizer.get_vocab(), target_tokenizer.get_vocab(), small_rows, target_rows)
+    mapping = union.expert_rows[: len(target_tokenizer)]
+    missing = (mapping < 0).nonzero().flatten().tolist()
+    if missing:
+        sample = target_tokenizer.convert_ids_to_tokens(missing[:5])
+        raise VocabularyMismatch(
+            f"ProxyTuning needs every target token in the {role}'s vocabulary; {len(missing)} are missing "
+            f"(e.g. {sample}). Choose an {role} of the target's model family.")
+    return mapping
+
+
+class ProxyTuned(torch.nn.Module):
+    """target + α·(expert − anti-expert) over the target's vocabulary, one KV cache per model."""
+
+    def __init__(self, target, expert, anti_expert, *, expert_map: torch.Tensor, anti_map: torch.Tensor,
+                 alpha: float = 1.0):
+        super().__init__()
+        self.target, self.expert, self.anti_expert = target, expert, anti_expert
+        self.register_buffer("expert_map", expert_map.clone(), persistent=False)
+        self.register_buffer("anti_map", anti_map.clone(), persistent=False)
+        self.alpha = float(alpha)
+        self.config = target.config  # what HFLM and the generation path read (context length, ids)
+        self.generation_config = getattr(target, "generation_config", None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.target.parameters()).device
+
+    def tie_weights(self, *args, **kwargs) -> None:  # HFLM calls it on a ready model
+        return None
+
+    def combine(self, target_logits: torch.Tensor, expert_logits: torch.Tensor, anti_logits: torch.Tensor) -> torch.Tensor:
+        """Eq. (1) of Liu et al., on the last axis, the small models' logits gathered into target order."""
+        expert = expert_logits.float().index_select(-1, self.expert_map)
+        anti = anti_logits.float().index_select(-1, self.anti_map)
+        return target_logits.float() + self.alpha * (expert - anti)
+
+    def _inputs(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return input_ids, self.expert_map_ids(input_ids), self.anti_map_ids(input_ids)
+
+    def expert_map_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.expert_map[ids]
+
+    def anti_map_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.anti_map[ids]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        """Combined logits for every position (no cache), as a model output with ``.logits``."""
+        kwargs.pop("labels", None)
+        outs = [model(input_ids=ids, attention_mask=attention_mask, **kwargs).logits
+                for model, ids in zip(self._models(), self._inputs(input_ids))]
+        return SimpleNamespace(logits=self.combine(*outs))
+
+    def _models(self):
+        return (self.target, self.expert, self.anti_expert)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                 max_new_tokens: int | None = None, max_length: int | None = None, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 1.0, pad_token_id: int | None = None,
+                 eos_token_id: int | list[int] | None = None, use_cache: bool = True, stopping_criteria=None,
+                 stop_strings=None, tokenizer=None, **_unused) -> torch.Tensor:
+        """Left-padded ``input_ids`` → prompt + continuation, like ``transformers``' ``generate``.
+
+        ``use_cache=False`` recomputes every model over the whole sequence at each step (the reference
+        the cached path must match)."""
+        if max_new_tokens is None:
+            max_new_tokens = (max_length or input_ids.shape[1] + 1) - input_ids.shape[1]
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
+        if not eos and self.config.eos_token_id is not None:
+            eos = {self.config.eos_token_id} if isinstance(self.config.eos_token_id, int) else set(self.config.eos_token_id)
+        pad = pad_token_id if pad_token_id is not None else next(iter(eos), 0)
+        sequence, fresh = input_ids, input_ids
+        caches: list = [None, None, None]
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        prompt_len = input_ids.shape[1]
+        for _ in range(max(max_new_tokens, 0)):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            if use_cache:
+                logits = []
+                for k, (model, ids) in enumerate(zip(self._models(), self._inputs(fresh))):
+                    out = model(input_ids=ids, attention_mask=mask, position_ids=positions[:, -fresh.shape[1]:],
+                                past_key_values=caches[k], use_cache=True)
+                    caches[k] = out.past_key_values
+                    logits.append(out.logits[:, -1])
+                scores = self.combine(*logits)
+            else:
+                scores = self.combine(*[model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+                                        for model, ids in zip(self._models(), self._inputs(sequence))])
+            token = _choose(scores, do_sample, temperature, top_p)
+            token = torch.where(done, torch.full_like(token, pad), token)
+            sequence = torch.cat([sequence, token[:, None]], dim=1)
+            mask = torch.cat([mask, (~done).long()[:, None].to(mask.dtype)], dim=1)
+            fresh = token[:, None]
+            done |= torch.tensor([int(t) in eos for t in token.tolist()], device=done.device)
+            if stopping_criteria is not None:
+                stopped = stopping_criteria(sequence, scores)
+                done |= stopped if isinstance(stopped, torch.Tensor) else torch.full_like(done, bool(stopped))
+            if stop_strings and tokenizer is not None:
+                texts = tokenizer.batch_decode(sequence[:, prompt_len:], skip_special_tokens=True)
+                done |= torch.tensor([any(s in t for s in stop_strings) for t in texts], device=done.device)
+            if bool(done.all()):
+                break
+        return sequence
+
+
+def _choose(scores: torch.Tensor, do_sample: bool, temperature: float, top_p: float) -> torch.Tensor:
+    if not do_sample:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores / max(temperature, 1e-6), dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
+    return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1).squeeze(-1)
+
+
+# --- the registered methods ------------------------------------------------------------------------
+
+def models_needed(config: RunConfig, suite: Suite) -> dict[str, str]:
+    return {"target": config.model.target, "expert": pen2sword.choose_expert(config, suite)[0],
+            "anti_expert": config.model.anti_expert}
+
+
+def load_proxy(ctx: MethodContext) -> tuple[ProxyTuned, object]:
+    """The ProxyTuned combination and the target's tokenizer."""
+    dtype = ctx.config.model.dtype
+    loaded = {role: (ctx.load_model(ctx.models[role], dtype=dtype), ctx.load_tokenizer(ctx.models[role]))
+              for role in ("target", "expert", "anti_expert")}
+    (target, target_tok), (expert, expert_tok), (anti, anti_tok) = (loaded[r] for r in ("target", "expert", "anti_expert"))
+    rows = lambda m: m.get_input_embeddings().weight.shape[0]  # noqa: E731
+    proxy = ProxyTuned(target, expert, anti, alpha=ctx.config.proxy.alpha,
+                       expert_map=token_map(expert_tok, target_tok, rows(expert), rows(target), "expert"),
+                       anti_map=token_map(anti_tok, target_tok, rows(anti), rows(target), "anti-expert"))
+    return proxy.eval(), target_tok
+
+
+def identities(ctx: MethodContext) -> dict:
+    return {role: ctx.models[role].identity for role in ("target", "expert", "anti_expert")}
+
+
+def proxy_labels(ctx: MethodContext) -> tuple[list[dict], dict]:
+    plan = plan_labels(ctx, {**identities(ctx), "alpha": ctx.config.proxy.alpha}, len(ctx.train_records))
+    source = f"pseudo-labels by ProxyTuning (α={ctx.config.proxy.alpha}, {plan.mode})"
+
+    def write(records):
+        proxy, tokenizer = load_proxy(ctx)
+        return model_writer(ctx, proxy, tokenizer, plan)(records)
+
+    records, report = pseudo_label(ctx, plan, write, source)
+    return records, {**report, "source": source}
+
+
+def prepare(ctx: MethodContext) -> Prepared:
+    records, report = proxy_labels(ctx)
+    target = ctx.models["target"]
+    return Prepared(model=ctx.load_model(target, dtype=ctx.config.model.dtype), tokenizer=ctx.load_tokenizer(target),
+                    train_records=records, train_records_source=report["source"], info={"pseudo_labels": report},
+                    models_used=identities(ctx))
+
+
+def prepare_with_pen2sword(ctx: MethodContext) -> Prepared:
+    records, report = proxy_labels(ctx)
+    prepared = pen2sword.prepare(ctx)
+    prepared.train_records, prepared.train_records_source = records, report["source"]
+    prepared.info["pseudo_labels"] = report
+    prepared.models_used.update(identities(ctx))
+    return prepared
+
+
+def prepare_decode(ctx: MethodContext) -> Prepared:
+    proxy, tokenizer = load_proxy(ctx)
+    return Prepared(model=proxy.target, tokenizer=tokenizer, decode_model=proxy, models_used=identities(ctx),
+                    info={"decoding": "target + alpha * (expert - anti-expert)", "alpha": proxy.alpha})
+
+
+register_method("proxytuning", prepare, models=models_needed, paper_label="Vanilla Model + LoRA + ProxyTuning",
+                description="LoRA on pseudo-labels decoded by target + α(expert − anti-expert) (Liu et al. 2024)",
+                overrides={"training.peft": "lora"})
+register_method("pen2sword+proxytuning", prepare_with_pen2sword, models=models_needed,
+                paper_label="Pen2Sword + ProxyTuning", prepare_phase="transfer",
+                description="Pen2Sword's transfer, then training on ProxyTuning's pseudo-labels (A.5.2)",
+                overrides={"training.peft": "lora"})
+register_method("proxytuning-decode", prepare_decode, models=models_needed, trains=False,
+                paper_label="ProxyTuning (decoding-time)",
+                description="no training: the target decodes with target + α(expert − anti-expert) (Liu et al.'s use)")
