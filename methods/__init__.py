@@ -5,4 +5,4 @@ Importing this package registers every built-in method, ablation and sweep varia
 
 from methods import baselines  # noqa: F401
 from methods.pen2sword import method as _pen2sword  # noqa: F401
-from methods import proxytuning, weak2strong  # noqa: F401
+from methods import finetuning_transfer, proxytuning, weak2strong  # noqa: F401

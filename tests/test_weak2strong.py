@@ -120,3 +120,29 @@ def test_reached_indices_follow_the_step_order():
     order = StepOrder(20, 4, seed=5)
     assert set(pseudolabels.reached_indices(20, 4, 2, 5)) == set(order.global_batch(0) + order.global_batch(1))
     assert sorted(pseudolabels.reached_indices(20, 4, 100, 5)) == list(range(20))
+
+
+# --- fine-tuning transfer (Lin et al. 2025), the baseline added "in an afternoon" ----------------------
+
+def test_finetuning_transfer_adds_the_diff_and_zero_pads_new_rows():
+    from benchmarks.testing import tiny_llama, tiny_tokenizer
+    from harness.config import ConfigError
+    from methods.finetuning_transfer import add_diff
+
+    tok = tiny_tokenizer()
+    target, base = tiny_llama(tok, seed=1), tiny_llama(tok, seed=2)
+    donor = tiny_llama(tok, seed=3)
+    donor.resize_token_embeddings(len(tok) + 2, mean_resizing=False)  # a donor with 2 extra tokens
+    before = {n: p.detach().clone() for n, p in target.named_parameters()}
+    report = add_diff(target, donor, base)
+    assert report["rows_added"] == 2 and report["lambda"] == 1.0
+    k = len(tok)
+    for name, p in target.named_parameters():
+        d, b = dict(donor.named_parameters())[name], dict(base.named_parameters())[name]
+        if p.shape[0] == k + 2:  # embedding / lm_head: shared rows get the diff, new rows the donor's own
+            torch.testing.assert_close(p[:k], before[name] + d[:k] - b)
+            torch.testing.assert_close(p[k:], d[k:])
+        else:
+            torch.testing.assert_close(p, before[name] + d - b)
+    with pytest.raises(ConfigError, match="equal shapes"):
+        add_diff(tiny_llama(tok, hidden=32), tiny_llama(tok, hidden=16), tiny_llama(tok, hidden=16))
