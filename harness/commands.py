@@ -1,4 +1,4 @@
-"""Sub-commands that drive the engine and the other packages: run, transfer, zoo, eval, score."""
+"""Sub-commands that drive the engine and the other packages: run, transfer, dpf."""
 
 from __future__ import annotations
 
@@ -55,6 +55,25 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dpf(args: argparse.Namespace) -> int:
+    import sys
+
+    from harness.config import resolve_config
+    from harness.registry import SUITES
+    from methods.pen2sword.dpf import format_ranking, run_dpf
+
+    config = resolve_config(given={"suite": args.suite, "scale": args.scale}, overrides=list(args.overrides))
+    suite = SUITES.get(config.suite)
+    if not suite.trainable:
+        from harness.config import ConfigError
+
+        raise ConfigError(f"suite {suite.name!r} has no training data to hold questions out of; use code or math")
+    ranking = run_dpf(config, suite, judge=args.judge, n_questions=args.n, top_k=args.top_k,
+                      use_cache=not args.no_cache, say=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(ranking.to_dict(), indent=2) if args.json else format_ranking(ranking))
+    return 0
+
+
 def add_run_parsers(sub) -> None:
     p = sub.add_parser("run", help="fine-tune and evaluate one method on one suite")
     p.add_argument("--method", help="a registered method (harness list methods)")
@@ -89,3 +108,15 @@ def add_run_parsers(sub) -> None:
                    help="which built-in family registered names refer to")
     p.add_argument("--json", action="store_true", help="print the transfer report")
     p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("dpf", help="rank the candidate experts for a suite's domain (Domain-Preserving Function)")
+    p.add_argument("--suite", required=True, help="code or math")
+    p.add_argument("--judge", help="openai:<model> (paper: openai:gpt-4o; key from OPENAI_API_KEY), reference, "
+                                   "or loss (default: pen2sword.dpf_judge)")
+    p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"])
+    p.add_argument("--n", type=int, help="domain questions (default: pen2sword.dpf_questions)")
+    p.add_argument("--top-k", type=int, default=1, help="how many experts to select")
+    p.add_argument("--no-cache", action="store_true", help="rank again even if this ranking is cached")
+    p.add_argument("--json", action="store_true", help="print Table 3's rows as JSON")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.candidates=a,b")
+    p.set_defaults(func=cmd_dpf)

@@ -172,6 +172,8 @@ class Pen2SwordConfig:
     compat: str = "paper"  # "official" reproduces the published code's behaviour
     select: str = "fixed"  # "fixed" = model.expert / suite default; "random" = w/o DPF; "dpf"
     transfer_seed: int | None = None  # None = the run's seed
+    dpf_judge: str = "loss"  # select=dpf: openai:<model> (the paper: openai:gpt-4o) | reference | loss (offline)
+    dpf_questions: int = 20  # held-out domain questions each candidate answers
 
     def __post_init__(self) -> None:
         _check(self.alpha is None or 0.0 <= self.alpha <= 1.0, "pen2sword.alpha", self.alpha, "0 <= alpha <= 1")
@@ -180,6 +182,9 @@ class Pen2SwordConfig:
         _one_of("pen2sword.tie_word_embeddings", self.tie_word_embeddings, (None, "keep", "untie"))
         _one_of("pen2sword.compat", self.compat, ("paper", "official"))
         _one_of("pen2sword.select", self.select, ("fixed", "random", "dpf"))
+        _check(self.dpf_judge in ("reference", "loss") or self.dpf_judge.startswith("openai:"), "pen2sword.dpf_judge",
+               self.dpf_judge, "openai:<model> | reference | loss")
+        _check(self.dpf_questions >= 1, "pen2sword.dpf_questions", self.dpf_questions, ">= 1")
 
 
 @dataclass(frozen=True)

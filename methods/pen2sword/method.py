@@ -20,7 +20,7 @@ def choose_expert(config: RunConfig, suite: Suite) -> tuple[str, str]:
     ``select=random`` is the paper's "w/o DPF Selection": an expert drawn by seed among the candidates
     *other than* the one selection would give (the suite's domain expert), so the ablation never
     equals the full method."""
-    if config.pen2sword.select == "random":
+    if config.pen2sword.select == "random":  # w/o DPF
         chosen = config.model.expert or suite.expert_for(config.scale)
         others = [c for c in config.model.candidates if c != chosen]
         if not others:
@@ -28,10 +28,14 @@ def choose_expert(config: RunConfig, suite: Suite) -> tuple[str, str]:
                               f"but model.candidates={list(config.model.candidates)} has no other; add candidates")
         return (random.Random(config.seed).choice(others),
                 f"random among {others} (seed {config.seed}; {chosen!r}, the selected expert, excluded)")
-    if config.pen2sword.select == "dpf":
-        raise ConfigError(
-            "pen2sword.select=dpf (GPT-4o domain-preserving selection) is not available yet; "
-            "choose the expert with --expert NAME or pen2sword.select=fixed")
+    if config.pen2sword.select == "dpf" and not config.model.expert:
+        from methods.pen2sword.dpf import run_dpf
+
+        ranking = run_dpf(config, suite, progress=False)  # cached: ranked once per candidates/judge/questions
+        if not ranking.selected:
+            raise ConfigError(f"DPF ({ranking.judge}) scored no candidate of {list(config.model.candidates)}; "
+                              "see the judgments in the DPF cache or choose the expert with --expert NAME")
+        return ranking.selected[0], f"DPF ({ranking.judge}, {ranking.n_questions} questions): top of {len(ranking.rows)}"
     if config.model.expert:
         return config.model.expert, "given (model.expert)"
     default = suite.expert_for(config.scale)
