@@ -61,12 +61,14 @@ class DataConfig:
     n_validation: int = 100
     max_train_samples: int | None = None
     split_seed: int = 0
+    train_part: str = "all"  # or "first-half" / "second-half" of the training split (a weak supervisor's half)
     # Token budget of BOS + formatted prompt, the same in training, validation and generation; a longer
     # instruction loses its middle, so its start and the response marker are always kept.
     max_prompt_tokens: int = 256
 
     def __post_init__(self) -> None:
         _one_of("data.source", self.source, ("offline", "hub"))
+        _one_of("data.train_part", self.train_part, ("all", "first-half", "second-half"))
         _check(1 <= self.n_validation <= 10_000, "data.n_validation", self.n_validation, "1..10000")
         _check(self.max_train_samples is None or self.max_train_samples >= 1, "data.max_train_samples",
                self.max_train_samples, "null or >= 1")
@@ -196,9 +198,13 @@ class PseudoLabelConfig:
     labels: str = "generate"
     max_new_tokens: int | None = None  # None = what training keeps: training.seq_len - data.max_prompt_tokens
     batch_size: int = 16
+    # "as-is": the weak model labels as it is (the paper's use); "fine-tuned": Burns et al.'s recipe, the weak
+    # model first LoRA-trained (a sub-run) on the ground truth of the first half, labelling the second half.
+    weak_supervisor: str = "as-is"
 
     def __post_init__(self) -> None:
         _one_of("pseudo_labels.labels", self.labels, ("generate", "teacher-forced"))
+        _one_of("pseudo_labels.weak_supervisor", self.weak_supervisor, ("as-is", "fine-tuned"))
         _check(self.max_new_tokens is None or self.max_new_tokens >= 1, "pseudo_labels.max_new_tokens",
                self.max_new_tokens, "null or >= 1")
         _check(self.batch_size >= 1, "pseudo_labels.batch_size", self.batch_size, ">= 1")

@@ -61,6 +61,9 @@ class MethodContext:
     # phase(name) → a context manager timing a step of the method as a phase of its own (e.g.
     # "pseudo_labels"), so what a method spends beyond training counts in its cost.
     phase: Callable[[str], Any] = field(default=None)  # type: ignore[assignment]
+    # sub_run(method, {dotted key: value}, purpose) → the RunDir of a helper run the engine trains (this
+    # run's config with that method and overrides), skipped when already completed; see load_trained_model.
+    sub_run: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
 
     @property
     def seed(self) -> int:

@@ -73,12 +73,14 @@ def plan_labels(ctx, labeller: dict, n_records: int) -> LabelPlan:
                      reached=reached_indices(n_records, c.training.batch_size, c.training.max_steps, c.seed))
 
 
-def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str]], source: str) -> tuple[list[dict], dict]:
-    """The training records with pseudo-responses, and a report (cache key, hits, counts, timing).
+def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str]], source: str,
+                 records: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """The training records (``records``, default ``ctx.train_records``) with pseudo-responses, and a
+    report (cache key, hits, counts).
 
     ``write(records)`` returns one response per record (called only on a cache miss, inside the
     ``pseudo_labels`` phase)."""
-    records = ctx.train_records
+    records = ctx.train_records if records is None else records
     key = plan.key(records)
     folder = cache_dir() / "pseudo-labels" / key
     labels_path, meta_path = folder / "labels.jsonl", folder / "meta.json"

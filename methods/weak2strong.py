@@ -10,6 +10,8 @@ embedding transfer from that expert first.
 from __future__ import annotations
 
 from harness.config import RunConfig
+from harness.data import train_part
+from harness.engine.adapters import load_trained
 from harness.method import MethodContext, Prepared, register_method
 from harness.suites import Suite
 from methods.pen2sword import method as pen2sword
@@ -21,18 +23,33 @@ def models_needed(config: RunConfig, suite: Suite) -> dict[str, str]:
 
 
 def weak_labels(ctx: MethodContext) -> tuple[list[dict], dict]:
-    """The training records relabelled by the weak model (cached across runs)."""
-    weak = ctx.models["weak"]
-    plan = plan_labels(ctx, {"weak": weak.identity}, len(ctx.train_records))
+    """The training records relabelled by the weak model (cached across runs).
+
+    ``pseudo_labels.weak_supervisor=fine-tuned`` is Burns et al.'s recipe: the weak model is first
+    LoRA-trained on the ground truth of the first half of the training split (a sub-run the engine
+    runs, and skips when done), then labels the second half, which is what the target trains on."""
     name = pen2sword.choose_expert(ctx.config, ctx.suite)[0]
-    source = f"pseudo-labels by {name} ({plan.mode})"
+    weak = ctx.models["weak"]
+    records, identity, supervisor = ctx.train_records, {"weak": weak.identity}, None
+    if ctx.config.pseudo_labels.weak_supervisor == "fine-tuned":
+        supervisor = ctx.sub_run("lora", {"model.target": name, "data.train_part": "first-half",
+                                          "eval.benchmarks": False}, purpose="the weak supervisor (first half)")
+        records = train_part(ctx.train_records, "second-half")
+        identity = {"weak": weak.identity, "fine_tuned_by": supervisor.path.name}
+    plan = plan_labels(ctx, identity, len(records))
+    how = "fine-tuned on the first half" if supervisor else "as is"
+    source = f"pseudo-labels by {name} ({how}, {plan.mode})"
 
-    def write(records):
-        model = ctx.load_model(weak, dtype=ctx.config.model.dtype)
-        return model_writer(ctx, model, ctx.load_tokenizer(weak), plan)(records)
+    def write(chosen):
+        if supervisor is not None:
+            model, tokenizer, _ = load_trained(supervisor.path)
+        else:
+            model, tokenizer = ctx.load_model(weak, dtype=ctx.config.model.dtype), ctx.load_tokenizer(weak)
+        return model_writer(ctx, model, tokenizer, plan)(chosen)
 
-    records, report = pseudo_label(ctx, plan, write, source)
-    return records, {**report, "weak": name, "source": source}
+    labelled, report = pseudo_label(ctx, plan, write, source, records=records)
+    return labelled, {**report, "weak": name, "source": source,
+                      "weak_supervisor": str(supervisor.path) if supervisor else "as-is"}
 
 
 def prepare(ctx: MethodContext) -> Prepared:

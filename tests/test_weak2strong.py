@@ -146,3 +146,20 @@ def test_finetuning_transfer_adds_the_diff_and_zero_pads_new_rows():
             torch.testing.assert_close(p, before[name] + d - b)
     with pytest.raises(ConfigError, match="equal shapes"):
         add_diff(tiny_llama(tok, hidden=32), tiny_llama(tok, hidden=16), tiny_llama(tok, hidden=16))
+
+
+def test_fine_tuned_weak_supervisor_is_a_sub_run_on_the_other_half(nano_zoo, tmp_path, spy_trainer):
+    config = nano("weak2strong", "pseudo_labels.weak_supervisor=fine-tuned", "pseudo_labels.max_new_tokens=5")
+    run = execute(config, results_root=tmp_path, progress=False)
+    assert run.is_completed(), run.status()
+    [sub] = read_json(run.provenance_path)["sub_runs"]
+    assert sub["method"] == "lora" and sub["state"] == "completed" and "weak supervisor" in sub["purpose"]
+    sub_config = read_json(f"{sub['run_dir']}/config.json")
+    assert sub_config["model"]["target"] == "code-expert" and sub_config["data"]["train_part"] == "first-half"
+    supervisor_records, target_records = spy_trainer  # the sub-run's trainer first, then the parent's
+    assert not {r["id"] for r in supervisor_records} & {r["id"] for r in target_records}  # disjoint halves
+    assert any(r["response"] for r in target_records)
+    report = read_json(run.path / "prepare.json")["pseudo_labels"]
+    assert report["weak_supervisor"] == sub["run_dir"] and "fine-tuned on the first half" in report["source"]
+    again = execute(config, results_root=tmp_path, progress=False, force=True)  # the sub-run is skipped now
+    assert read_json(again.provenance_path)["sub_runs"][0]["run_dir"] == sub["run_dir"] and len(spy_trainer) == 3

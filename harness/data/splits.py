@@ -28,3 +28,15 @@ def train_validation_split(records: list[dict], n_validation: int, seed: int) ->
     validation = [records[i] for i in sorted(held)]
     train = [r for i, r in enumerate(records) if i not in held]
     return Split(train=train, validation=validation, seed=seed)
+
+
+TRAIN_PARTS = ("all", "first-half", "second-half")
+
+
+def train_part(records: list[dict], part: str) -> list[dict]:
+    """``all``, or one of two disjoint halves in the split's order (Weak2Strong's reference recipe
+    fine-tunes the weak supervisor on one half and labels the other)."""
+    if part not in TRAIN_PARTS:
+        raise ValueError(f"train part must be one of {TRAIN_PARTS}, got {part!r}")
+    half = len(records) // 2
+    return records if part == "all" else records[:half] if part == "first-half" else records[half:]

@@ -8,6 +8,7 @@ interrupted one resumes from its latest checkpoint (``resume="auto"``). Nothing 
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -18,7 +19,7 @@ import torch
 import transformers
 
 from harness.config import RunConfig
-from harness.data import dataset_hash, load_dataset, records_hash, train_validation_split
+from harness.data import dataset_hash, load_dataset, records_hash, train_part, train_validation_split
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters, quantize_for_qlora, trainable_summary
 from harness.method import MethodContext, Prepared
@@ -59,7 +60,37 @@ def resolve_planned_models(plan: RunPlan, profiler: Profiler) -> dict:
     return resolved
 
 
-def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dict) -> MethodContext:
+def derived_config(parent: RunConfig, method: str, overrides: dict) -> RunConfig:
+    """``parent`` with another method (and that method's own overrides) and ``overrides`` on top."""
+    from harness.config import config_from_dict, deep_merge, parse_override
+    from harness.method import method_overrides
+
+    data = {**parent.to_dict(), "method": method}
+    for key, value in {**method_overrides(method), **overrides}.items():
+        data = deep_merge(data, parse_override(f"{key}={json.dumps(value)}"))
+    return config_from_dict(data)
+
+
+def _sub_runner(plan: RunPlan, profiler: Profiler, progress: bool, record: list):
+    """ctx.sub_run: the engine runs a helper (e.g. the weak supervisor's fine-tuning) as a run of its
+    own next to the parent's, skipped when already completed; the parent's provenance lists it."""
+    results_root = plan.run.path.parents[2]
+
+    def sub_run(method: str, overrides: dict, purpose: str) -> RunDir:
+        config = derived_config(plan.config, method, overrides)
+        say(f"sub-run for {purpose}: {method} ({config.run_id()})")
+        with profiler.phase("sub_run"):
+            run = execute(config, results_root=results_root, progress=progress)
+        record.append({"purpose": purpose, "method": method, "run_dir": str(run.path), "run_id": config.run_id(),
+                       "state": run.state()})
+        if not run.is_completed():
+            raise RuntimeError(f"sub-run for {purpose} did not complete: {run.path}")
+        return run
+
+    return sub_run
+
+
+def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dict, sub_run=None) -> MethodContext:
     from harness import models
 
     config, suite = plan.config, plan.suite
@@ -76,10 +107,11 @@ def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dic
         records = load_dataset(suite.train_dataset, config.data.source)
         split = train_validation_split(records, config.data.n_validation, config.data.split_seed)
     train = split.train[: config.data.max_train_samples] if config.data.max_train_samples else split.train
+    train = train_part(train, config.data.train_part)  # halves of what a whole run would train on
     return MethodContext(
         config=config, suite=suite, train_records=train, validation_records=split.validation,
         work_dir=run.path / "work", models=resolved, resolve_model=resolve,
-        load_model=load_model, load_tokenizer=models.load_tokenizer, phase=profiler.phase)
+        load_model=load_model, load_tokenizer=models.load_tokenizer, phase=profiler.phase, sub_run=sub_run)
 
 
 def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | None = None, force: bool = False,
@@ -120,7 +152,8 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         say(f"run directory: {run.path}")
     try:
         resolved = resolve_planned_models(plan, profiler)
-        ctx = _build_context(plan, run, profiler, resolved)
+        sub_runs: list[dict] = []
+        ctx = _build_context(plan, run, profiler, resolved, _sub_runner(plan, profiler, progress, sub_runs))
         if main:
             provenance = read_json(run.provenance_path)
             provenance["datasets"] = {suite.train_dataset: dataset_hash(suite.train_dataset, config.data.source)}
@@ -133,6 +166,8 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         transformers.set_seed(config.seed)
         with profiler.phase(spec.prepare_phase):
             prepared: Prepared = spec.prepare(ctx)
+        if sub_runs:  # a sub-run's engine reset accelerate's process-wide state: take it again
+            accelerator = make_accelerator(config.training.precision)
         if spec.trains and prepared.decode_model is not None:
             raise ValueError(f"method {spec.name!r} returned a decode_model but trains: a decode model is "
                              "for methods evaluated as prepared (trains=False)")
@@ -140,6 +175,7 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         if main:
             provenance = read_json(run.provenance_path)
             provenance["models"] = prepared.models_used
+            provenance["sub_runs"] = sub_runs
             # What the model actually trains on: the ground-truth split, or what the method made of it.
             provenance["trained_on"] = {"source": prepared.train_records_source or (
                                             f"{suite.train_dataset} (ground truth)" if prepared.train_records is None
