@@ -197,7 +197,7 @@ class PseudoLabelConfig:
     # "teacher-forced": the official code's labels, the labeller's argmax under the ground truth (shifted).
     labels: str = "generate"
     max_new_tokens: int | None = None  # None = what training keeps: training.seq_len - data.max_prompt_tokens
-    batch_size: int = 16
+    batch_size: int = 64  # decoding batch (KV-cached): 64 labels 1.4x faster than 16 on a 2-core CPU
     # "as-is": the weak model labels as it is (the paper's use); "fine-tuned": Burns et al.'s recipe, the weak
     # model first LoRA-trained (a sub-run) on the ground truth of the first half, labelling the second half.
     weak_supervisor: str = "as-is"
