@@ -9,5 +9,5 @@
 - ``lm_eval_tasks``: ``task_config(name)``, the inline lm-eval config of a benchmark
 - ``sandbox``: isolated execution of model-written programs (``run_program``, ``run_many``)
 - ``score``: ``score_completions`` for completions produced elsewhere; ``cli``: ``harness eval`` / ``score``
-- ``sampling``: fixed stratified subsamples (the micro scale); ``testing``: tiny models for tests
+- ``sampling``: fixed stratified subsamples (the micro scale)
 """

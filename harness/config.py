@@ -59,7 +59,7 @@ class ModelConfig:
 class DataConfig:
     source: str = "offline"  # offline wheels (stand-ins for the paper's sets), or the real sets from a hub
     n_validation: int = 100
-    max_train_samples: int | None = None
+    max_train_samples: int | None = None  # a seeded sample (by split_seed) of the training split, order kept
     split_seed: int = 0
     train_part: str = "all"  # or "first-half" / "second-half" of the training split (a weak supervisor's half)
     # Token budget of BOS + formatted prompt, the same in training, validation and generation; a longer

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("data_cache")
 
 @pytest.fixture(scope="module")
 def tiny():
-    from benchmarks.testing import tiny_llama, tiny_tokenizer
+    from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
 
     tok = tiny_tokenizer()
     return tiny_llama(tok, seed=2), tok
@@ -72,7 +72,7 @@ def test_continuation_logliks_agree_with_lm_eval_item_by_item(tiny):
 
 
 def test_long_continuations_are_cut_to_the_context_window(tiny):
-    from benchmarks.testing import tiny_llama
+    from tiny import benchmark_llama as tiny_llama
 
     _, tok = tiny
     short = tiny_llama(tok, max_position_embeddings=32)

@@ -192,7 +192,7 @@ def test_mmlu_prompt_format_and_fewshot_hold_out():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from benchmarks.testing import tiny_llama, tiny_tokenizer
+    from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
 
     tok = tiny_tokenizer()
     return tiny_llama(tok), tok
@@ -201,7 +201,7 @@ def tiny():
 @pytest.mark.parametrize("single_token_letters", [True, False])
 def test_lm_eval_and_direct_mmlu_agree(single_token_letters):
     from benchmarks.evaluate import _LmEval, select_items
-    from benchmarks.testing import tiny_llama, tiny_tokenizer
+    from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
 
     tok = tiny_tokenizer(letters_as_single_tokens=single_token_letters)
     model = tiny_llama(tok, seed=1)

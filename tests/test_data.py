@@ -106,3 +106,15 @@ def test_hub_source_offline_is_a_clear_error(data_cache, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DataUnavailableError, match="offline copy"):
         load_dataset("humaneval", source="hub")
+
+
+def test_max_train_samples_draws_across_the_dataset(data_cache):
+    from harness.data import sample_train, train_validation_split
+
+    train = train_validation_split(load_dataset("math-instructions"), 100, 0).train
+    drawn = sample_train(train, 200, seed=0)
+    assert len(drawn) == 200 and drawn == sample_train(train, 200, seed=0) != sample_train(train, 200, seed=1)
+    assert {r["source"] for r in drawn} == {r["source"] for r in train}  # a prefix would be GSM8K only
+    positions = {r["id"]: i for i, r in enumerate(train)}
+    assert [positions[r["id"]] for r in drawn] == sorted(positions[r["id"]] for r in drawn)  # order kept
+    assert sample_train(train, None, 0) is train and sample_train(train, 10**6, 0) is train

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("data_cache")
 @pytest.fixture(scope="module")
 def trio():
     """A target, an expert with two extra tokens (a bigger vocabulary, ids shifted nowhere) and an anti-expert."""
-    from benchmarks.testing import tiny_llama, tiny_tokenizer
+    from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
 
     tok = tiny_tokenizer()
     expert_tok = tiny_tokenizer()
@@ -66,7 +66,7 @@ def test_cached_decoding_gives_the_tokens_of_recomputation(trio):
 
 
 def test_vocabularies_must_cover_the_target(trio):
-    from benchmarks.testing import tiny_tokenizer
+    from tiny import benchmark_tokenizer as tiny_tokenizer
 
     _, tok = trio
     other = tiny_tokenizer(vocab_size=300)  # a different BPE: most target tokens have no counterpart

@@ -94,7 +94,7 @@ def test_pseudo_labels_are_cached_across_runs(nano_zoo, tmp_path, spy_trainer, m
 
 
 def test_teacher_forced_labels_are_the_shifted_argmax():
-    from benchmarks.testing import tiny_llama, tiny_tokenizer
+    from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
     from harness.data.batches import encode_example
     from harness.engine.generate import Decoding
 
@@ -125,7 +125,7 @@ def test_reached_indices_follow_the_step_order():
 # --- fine-tuning transfer (Lin et al. 2025), the baseline added "in an afternoon" ----------------------
 
 def test_finetuning_transfer_adds_the_diff_and_zero_pads_new_rows():
-    from benchmarks.testing import tiny_llama, tiny_tokenizer
+    from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
     from harness.config import ConfigError
     from methods.finetuning_transfer import add_diff
 

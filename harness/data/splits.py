@@ -40,3 +40,13 @@ def train_part(records: list[dict], part: str) -> list[dict]:
         raise ValueError(f"train part must be one of {TRAIN_PARTS}, got {part!r}")
     half = len(records) // 2
     return records if part == "all" else records[:half] if part == "first-half" else records[half:]
+
+
+def sample_train(records: list[dict], n: int | None, seed: int) -> list[dict]:
+    """``n`` training records drawn by ``seed`` (in their original order); all when ``n`` is None or larger.
+
+    Drawn, not a prefix: a prefix of math-instructions would be GSM8K only."""
+    if n is None or n >= len(records):
+        return records
+    keep = sorted(random.Random(f"{seed}:train-sample").sample(range(len(records)), n))
+    return [records[i] for i in keep]

@@ -19,7 +19,8 @@ import torch
 import transformers
 
 from harness.config import RunConfig
-from harness.data import dataset_hash, load_dataset, records_hash, train_part, train_validation_split
+from harness.data import (dataset_hash, load_dataset, records_hash, sample_train, train_part,
+                          train_validation_split)
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters, quantize_for_qlora, trainable_summary
 from harness.method import MethodContext, Prepared
@@ -106,7 +107,7 @@ def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dic
     with profiler.phase("load_data"):
         records = load_dataset(suite.train_dataset, config.data.source)
         split = train_validation_split(records, config.data.n_validation, config.data.split_seed)
-    train = split.train[: config.data.max_train_samples] if config.data.max_train_samples else split.train
+    train = sample_train(split.train, config.data.max_train_samples, config.data.split_seed)
     train = train_part(train, config.data.train_part)  # halves of what a whole run would train on
     return MethodContext(
         config=config, suite=suite, train_records=train, validation_records=split.validation,

@@ -17,7 +17,7 @@ import pytest
 from benchmarks import mmlu
 from benchmarks.evaluate import _LmEval, select_items
 from benchmarks.registry import get_benchmark
-from benchmarks.testing import tiny_llama, tiny_tokenizer
+from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
 
 pytestmark = [pytest.mark.perf, pytest.mark.usefixtures("data_cache")]
 
