@@ -17,8 +17,10 @@ a callable taking the METHODS registry.
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from harness.registry import METHODS
 
@@ -68,6 +70,30 @@ class MethodContext:
     @property
     def seed(self) -> int:
         return self.config.seed
+
+
+# Selections a method makes at run time (DPF ranking candidate experts) are deferred while a run is
+# planned, so a plan (and --dry-run) stays cheap: the chooser records them here and plans a stand-in.
+_DEFERRED: ContextVar[list | None] = ContextVar("deferred_selections", default=None)
+
+
+@contextlib.contextmanager
+def deferring_selections() -> Iterator[list[dict]]:
+    """While inside, :func:`defer_selection` records selections instead of letting them run."""
+    token = _DEFERRED.set([])
+    try:
+        yield _DEFERRED.get()
+    finally:
+        _DEFERRED.reset(token)
+
+
+def defer_selection(role: str, by: str, candidates: Sequence[str]) -> bool:
+    """True (and recorded) while a run is being planned; False when the caller must choose now."""
+    pending = _DEFERRED.get()
+    if pending is None:
+        return False
+    pending.append({"role": role, "by": by, "candidates": list(candidates)})
+    return True
 
 
 def target_only(config: "RunConfig", suite: "Suite") -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.config import ConfigError, RunConfig
 from harness.data import DataUnavailableError, load_dataset
-from harness.method import MethodSpec
+from harness.method import MethodSpec, deferring_selections
 from harness.models import ModelUnavailableError, ResolvedModel, hub_offline, resolve_model
 from harness.precision import PrecisionChoice, resolve_precision
 from harness.registry import DATASETS, METHODS, MODELS, SUITES
@@ -59,6 +59,9 @@ class RunPlan:
     models: dict[str, ModelPlan]
     data: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    # Selections the method makes when the run starts (DPF): {"role", "by", "candidates"}; their
+    # candidates are planned as roles "candidate:<name>", and the run re-plans once they are made.
+    selections: list[dict] = field(default_factory=list)
 
     @property
     def to_build(self) -> list[str]:
@@ -67,7 +70,8 @@ class RunPlan:
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "run_dir": str(self.run.path), "state": self.state,
                 "precision": self.precision.to_dict(), "models": {r: m.to_dict() for r, m in self.models.items()},
-                "first_run_builds": self.to_build, "data": self.data, "warnings": self.warnings}
+                "first_run_builds": self.to_build, "data": self.data, "warnings": self.warnings,
+                "selections": self.selections}
 
 
 def plan_run(config: RunConfig, results_root: str | Path | None = None, *, build_check: bool = True) -> RunPlan:
@@ -90,11 +94,16 @@ def plan_run(config: RunConfig, results_root: str | Path | None = None, *, build
 
         check_qlora_available()  # 4-bit needs CUDA + bitsandbytes: said before anything is created
     data = check_training_data(config, suite)
-    models = {role: plan_model(role, name, config.scale) for role, name in method.models(config, suite).items()}
+    with deferring_selections() as selections:
+        roles = dict(method.models(config, suite))
+    for selection in selections:  # every candidate must resolve (or be buildable) before the run starts
+        roles.pop(selection["role"], None)
+        roles.update({f"candidate:{c}": c for c in selection["candidates"]})
+    models = {role: plan_model(role, name, config.scale) for role, name in roles.items()}
     check_context_length(config, models)
     run = RunDir.for_config(config, results_root)
     return RunPlan(config=config, method=method, suite=suite, run=run, state=run_state(run), precision=precision,
-                   models=models, data=data, warnings=warnings)
+                   models=models, data=data, warnings=warnings, selections=selections)
 
 
 def with_resolved_precision(config: RunConfig) -> tuple[RunConfig, PrecisionChoice]:
@@ -201,6 +210,8 @@ def format_plan(plan: RunPlan) -> str:
     for role, m in plan.models.items():
         where = f"{m.resolved.source}: {m.resolved.path}" if m.resolved else "built-in family, built on first run"
         lines.append(f"  {role:<12} {m.name}  [{where}]")
+    for sel in plan.selections:
+        lines.append(f"  {sel['role']:<12} chosen by {sel['by']} among {', '.join(sel['candidates'])} when the run starts")
     if plan.to_build:
         lines.append(f"first run builds: {', '.join(plan.to_build)} (the {plan.config.scale} model family)")
     lines += [f"warning: {w}" for w in plan.warnings]

@@ -159,3 +159,28 @@ def test_offline_dpf_ranks_the_candidates_and_selects_for_pen2sword(nano_zoo, ca
     assert len(reference.selected) == 2 and all(0 <= r["total"] <= 20 for r in reference.rows)
     assert main(["dpf", "--suite", "code", "--scale", "nano", "--judge", "loss", "--n", "4", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["selected"] == ranking.selected  # the cached ranking
+
+
+@pytest.mark.usefixtures("data_cache")
+def test_dpf_selection_is_deferred_to_the_run_and_timed(nano_zoo, tmp_path):
+    from harness.config import resolve_config
+    from harness.engine.run import execute
+    from harness.io import read_json
+    from harness.method import method_overrides
+    from harness.plan import format_plan, plan_run
+
+    config = resolve_config(given={"method": "pen2sword", "suite": "code", "scale": "nano"},
+                            overrides=["pen2sword.select=dpf", "pen2sword.dpf_questions=3", "training.max_steps=2",
+                                       "training.eval_every=2", "training.checkpoint_steps=[2]", "eval.benchmarks=false"],
+                            method_overrides_for=method_overrides)
+    plan = plan_run(config, tmp_path)  # cheap: nothing is ranked while planning
+    assert [s["role"] for s in plan.selections] == ["expert"] and "expert" not in plan.models
+    assert {f"candidate:{c}" for c in config.model.candidates} <= set(plan.models)
+    assert "chosen by DPF (loss) among" in format_plan(plan)
+    run = execute(plan, progress=False)
+    assert run.is_completed(), run.status()
+    chosen = read_json(run.path / "prepare.json")
+    assert chosen["expert_chosen_by"].startswith("DPF (loss, 3 questions)")
+    assert "selection" in run.status()["phase_seconds"]
+    again = plan_run(config, tmp_path)  # ranked now: planned like a fixed expert
+    assert again.selections == [] and again.models["expert"].name == chosen["expert"]

@@ -152,6 +152,13 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         run.create(config.to_dict(), provenance)
         say(f"run directory: {run.path}")
     try:
+        if plan.selections:  # e.g. DPF: build and rank the candidates, then plan with the chosen model
+            resolve_planned_models(plan, profiler)
+            with profiler.phase("selection"):
+                say(", ".join(f"{s['role']}: {s['by']} ranks {len(s['candidates'])} candidates"
+                              for s in plan.selections))
+                spec.models(config, suite)
+            plan = plan_run(config, plan.run.path.parents[2])
         resolved = resolve_planned_models(plan, profiler)
         sub_runs: list[dict] = []
         ctx = _build_context(plan, run, profiler, resolved, _sub_runner(plan, profiler, progress, sub_runs))

@@ -271,12 +271,38 @@ def domain_questions(config, suite, n: int) -> list[Question]:
     return [Question(r["id"], r["instruction"], r["response"]) for r in split.validation[:n]]
 
 
+def ranking_path(config, suite, judge_spec: str, questions: Sequence[Question], resolved: dict, top_k: int):
+    """Where a ranking is cached: keyed by suite, judge, candidates' identities, questions and decoding."""
+    from harness.data import records_hash
+
+    payload = {"suite": suite.name, "judge": judge_spec, "top_k": top_k,
+               "candidates": {n: r.identity for n, r in resolved.items()},
+               "questions": records_hash([asdict(q) for q in questions]),
+               "max_new_tokens": config.eval.max_new_tokens, "max_prompt_tokens": config.data.max_prompt_tokens}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return cache_dir() / "dpf" / "rankings" / f"{key}.json"
+
+
+def cached_ranking(config, suite, *, top_k: int = 1) -> Ranking | None:
+    """The cached ranking the configured DPF would produce, or None (nothing is built or loaded)."""
+    from harness import models
+    from harness.models import ModelUnavailableError
+
+    try:
+        resolved = {name: models.resolve_model(name, scale=config.scale, build=False)
+                    for name in config.model.candidates}
+    except ModelUnavailableError:
+        return None  # a candidate not built yet: it was never ranked on this machine
+    questions = domain_questions(config, suite, config.pen2sword.dpf_questions)
+    path = ranking_path(config, suite, config.pen2sword.dpf_judge, questions, resolved, top_k)
+    return Ranking(**{k: v for k, v in read_json(path).items() if k != "selected"}) if path.exists() else None
+
+
 def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None = None, top_k: int = 1,
             progress: bool = True, use_cache: bool = True, say: Callable[[str], None] = lambda m: None,
             judge_kwargs: dict | None = None) -> Ranking:
     """Rank ``config.model.candidates`` for ``suite`` (cached by candidates, judge, questions, decoding)."""
     from harness import models
-    from harness.data import records_hash
     from harness.data.batches import encode_prompt
     from harness.engine.rouge import generate_responses
     from harness.prompts import format_prompt
@@ -284,12 +310,7 @@ def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None 
     judge_spec = judge or config.pen2sword.dpf_judge
     questions = domain_questions(config, suite, n_questions or config.pen2sword.dpf_questions)
     resolved = {name: models.resolve_model(name, scale=config.scale, build=True) for name in config.model.candidates}
-    key_payload = {"suite": suite.name, "judge": judge_spec, "top_k": top_k,
-                   "candidates": {n: r.identity for n, r in resolved.items()},
-                   "questions": records_hash([asdict(q) for q in questions]),
-                   "max_new_tokens": config.eval.max_new_tokens, "max_prompt_tokens": config.data.max_prompt_tokens}
-    key = hashlib.sha256(json.dumps(key_payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = cache_dir() / "dpf" / "rankings" / f"{key}.json"
+    path = ranking_path(config, suite, judge_spec, questions, resolved, top_k)
     if use_cache and path.exists():
         return Ranking(**{k: v for k, v in read_json(path).items() if k != "selected"})
     judge_obj = make_judge(judge_spec, **(judge_kwargs or {}))

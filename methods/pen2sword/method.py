@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from harness.config import ConfigError, RunConfig
-from harness.method import MethodContext, Prepared, register_method
+from harness.method import MethodContext, Prepared, defer_selection, register_method
 from harness.suites import Suite
 from methods.pen2sword.transfer import TransferOptions, transfer
 
@@ -29,9 +29,14 @@ def choose_expert(config: RunConfig, suite: Suite) -> tuple[str, str]:
         return (random.Random(config.seed).choice(others),
                 f"random among {others} (seed {config.seed}; {chosen!r}, the selected expert, excluded)")
     if config.pen2sword.select == "dpf" and not config.model.expert:
-        from methods.pen2sword.dpf import run_dpf
+        from methods.pen2sword.dpf import cached_ranking, run_dpf
 
-        ranking = run_dpf(config, suite, progress=False)  # cached: ranked once per candidates/judge/questions
+        ranking = cached_ranking(config, suite)  # ranked once per candidates, judge and questions
+        if ranking is None:
+            judge = f"DPF ({config.pen2sword.dpf_judge})"
+            if defer_selection("expert", judge, config.model.candidates):  # planning: rank when the run starts
+                return config.model.candidates[0], f"{judge}, when the run starts"
+            ranking = run_dpf(config, suite, progress=False)
         if not ranking.selected:
             raise ConfigError(f"DPF ({ranking.judge}) scored no candidate of {list(config.model.candidates)}; "
                               "see the judgments in the DPF cache or choose the expert with --expert NAME")
