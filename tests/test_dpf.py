@@ -137,7 +137,7 @@ def test_openai_judge_gives_up_with_the_reason(serve, tmp_path, monkeypatch):
     reply, error = judge.ask("prompt")
     assert reply is None and error.startswith("gave up after 3 attempts: server error (503)") and len(sleeps) == 2
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):  # ConfigError is a ValueError
         dpf.OpenAIJudge("gpt-4o", base_url=server.base_url, cache=False).ask("x")
 
 

@@ -120,11 +120,18 @@ class OpenAIJudge:
     def name(self) -> str:
         return f"openai:{self.model}"
 
+    def check(self) -> None:
+        if not self._api_key:
+            from harness.config import ConfigError
+
+            raise ConfigError(f"the DPF judge {self.name} needs a key: set OPENAI_API_KEY (and OPENAI_BASE_URL for "
+                              "another OpenAI-compatible endpoint; the key is never written anywhere), or use "
+                              "pen2sword.dpf_judge=loss / reference offline")
+
     def _client(self):
         import openai
 
-        if not self._api_key:
-            raise ValueError("the openai judge needs a key: set OPENAI_API_KEY (it is never written anywhere)")
+        self.check()
         return openai.OpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0)
 
     def _cache_path(self, prompt: str):
@@ -308,12 +315,14 @@ def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None 
     from harness.prompts import format_prompt
 
     judge_spec = judge or config.pen2sword.dpf_judge
+    judge_obj = make_judge(judge_spec, **(judge_kwargs or {}))
+    if isinstance(judge_obj, OpenAIJudge):
+        judge_obj.check()  # before any candidate is loaded: a missing key is said now, not after the answers
     questions = domain_questions(config, suite, n_questions or config.pen2sword.dpf_questions)
     resolved = {name: models.resolve_model(name, scale=config.scale, build=True) for name in config.model.candidates}
     path = ranking_path(config, suite, judge_spec, questions, resolved, top_k)
     if use_cache and path.exists():
         return Ranking(**{k: v for k, v in read_json(path).items() if k != "selected"})
-    judge_obj = make_judge(judge_spec, **(judge_kwargs or {}))
     answers: dict[str, list[str]] = {}
     bits: dict[str, list[float]] = {}
     for name, ref in resolved.items():
