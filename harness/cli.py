@@ -95,11 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.commands import add_run_parsers
     from harness.runs_cli import add_parsers as add_runs_parsers
     from harness.zoo.cli import add_parser as add_zoo_parser
+    from reports.cli import add_parsers as add_report_parsers
 
     add_run_parsers(sub)
     add_runs_parsers(sub)
     add_zoo_parser(sub)
     add_benchmark_parsers(sub)
+    add_report_parsers(sub)
     return parser
 
 

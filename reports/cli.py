@@ -1,0 +1,142 @@
+"""``harness report`` (render every table and figure that runs exist for) and ``harness reproduce``
+(plan the runs a table or figure needs, run the missing ones, then render)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+# Rough wall minutes of one default run per scale, for --dry-run estimates before any run exists here.
+DEFAULT_RUN_MINUTES = {"nano": 0.5, "micro": 16.0}
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("report", help="rebuild the paper's tables and figures from run directories")
+    p.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
+    p.add_argument("--out", default="report", help="output directory (default ./report)")
+    p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"])
+    p.add_argument("--seeds", default="0", help="comma-separated seeds the tables average (default 0)")
+    p.add_argument("--only", default="all", help="comma-separated tables/figures, e.g. table2,figure2 (default all)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides the runs were made with")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("reproduce", help="run what a table or figure needs (skipping completed runs), then render it")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--table", help="table number, e.g. 2")
+    which.add_argument("--figure", help="figure number or panel, e.g. 2 or 2a")
+    which.add_argument("--all", action="store_true")
+    p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"])
+    p.add_argument("--seeds", type=int, default=1, help="how many seeds (0..K-1; the paper averages three)")
+    p.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
+    p.add_argument("--out", default="report")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate of its time; run nothing")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def _specs(names: list[str]):
+    from reports.spec import resolve_names
+
+    return resolve_names(names)
+
+
+def _needs(specs, scale: str, seeds: tuple[int, ...], overrides: tuple[str, ...]):
+    from harness.catalog import load_builtins
+
+    from reports.spec import needed_runs
+
+    load_builtins()  # the specs name registered methods
+
+    return {spec.name: needed_runs(spec, scale=scale, seeds=seeds, overrides=overrides) for spec in specs}
+
+
+def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple[str, ...]) -> Path:
+    """Render every spec; write report.md (ours beside the paper, claims, missing runs)."""
+    from harness.provenance import hardware
+
+    from reports.collect import find
+    from reports.render import render_figure, render_table
+
+    sections, all_claims, missing = [], [], []
+    precisions: set[str] = set()
+    for spec in specs:
+        found = find(needs[spec.name], results)
+        for f in found:
+            if f.run is not None:
+                precisions.add(str(json.loads(f.run.config_path.read_text())["training"]["precision"]))
+        rendered = (render_table if spec.kind == "table" else render_figure)(spec, found, out)
+        figure = "".join(f"\n![{spec.name}]({p.name})\n" for p in rendered.files if p.suffix == ".png")
+        sections.append(f"## {spec.title}\n\n{rendered.markdown}\n{figure}\n{spec.note}\n")
+        all_claims += [{**c, "source": spec.name} for c in rendered.claims]
+        missing += rendered.missing
+    hw = hardware()
+    head = [f"# Pen2Sword reproduction report ({scale} scale)", "",
+            f"- generated {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({hw.get('cpu', 'cpu ?')}, "
+            f"{', '.join(g['name'] for g in hw['gpus']) if hw.get('gpus') else 'no GPU'})",
+            f"- scale {scale}: " + ("the paper's models and data" if scale == "paper" else
+                                    "the built-in model family on local stand-in datasets (not the paper's "
+                                    "Llama-2/CodeLlama or evol-codealpaca/MetaMathQA), subsampled benchmarks"),
+            f"- precision of the runs: {', '.join(sorted(precisions)) or 'no runs'}; config overrides: "
+            f"{' '.join(overrides) or 'none'}",
+            "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference", ""]
+    claims = ["## Claims", "", "| source | claim | holds | evidence |", "|---|---|---|---|"]
+    claims += [f"| {c['source']} | {c['claim']} | {'yes' if c['holds'] else 'no' if c['holds'] is False else 'n/a'} "
+               f"| {c['evidence']} |" for c in all_claims]
+    needed_by: dict[str, list[str]] = {}
+    for f in missing:
+        needed_by.setdefault(f.need.run_id, []).append(f.need.spec)
+    first = {f.need.run_id: f for f in reversed(missing)}
+    todo = ["## Missing runs", ""] + ([f"- `{f.need.command(scale, overrides)}` ({', '.join(needed_by[rid])}; {f.state})"
+                                       for rid, f in first.items()] or ["none"])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.md"
+    path.write_text("\n".join(head) + "\n" + "\n".join(sections) + "\n" + "\n".join(claims) + "\n\n"
+                    + "\n".join(todo) + "\n", encoding="utf-8")
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    specs = _specs(args.only.split(","))
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    overrides = tuple(args.overrides)
+    needs = _needs(specs, args.scale, seeds, overrides)
+    path = render_all(specs, needs, results=args.results, out=Path(args.out), scale=args.scale, overrides=overrides)
+    print(f"report written to {path}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from harness.engine.run import execute
+
+    from reports.collect import find
+
+    name = "all" if args.all else (f"table{args.table}" if args.table else f"figure{args.figure}")
+    specs = _specs([name])
+    seeds = tuple(range(args.seeds))
+    overrides = tuple(args.overrides)
+    needs = _needs(specs, args.scale, seeds, overrides)
+    unique = {}
+    for spec_needs in needs.values():
+        for need in spec_needs:
+            unique.setdefault(need.run_id, need)
+    found = {f.need.run_id: f for f in find(list(unique.values()), args.results)}
+    todo = [n for rid, n in unique.items() if found[rid].run is None]
+    per_run = DEFAULT_RUN_MINUTES.get(args.scale)
+    estimate = "unknown (GPU scale)" if per_run is None else f"about {per_run * len(todo):.0f} minutes on a machine like ours"
+    print(f"{name} at {args.scale}: {len(unique)} runs needed, {len(unique) - len(todo)} completed, "
+          f"{len(todo)} to run ({estimate})")
+    for need in todo:
+        print(f"  {need.command(args.scale, overrides)}   [{found[need.run_id].state}]")
+    if args.dry_run:
+        return 0
+    from tqdm.auto import tqdm
+
+    for need in tqdm(todo, desc=f"reproduce {name}", unit="run", file=sys.stderr):
+        execute(need.config, results_root=args.results, progress=False)  # resumes an interrupted run
+    path = render_all(specs, needs, results=args.results, out=Path(args.out), scale=args.scale, overrides=overrides)
+    print(f"report written to {path}")
+    return 0

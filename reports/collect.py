@@ -1,0 +1,99 @@
+"""Run directories → the values the tables and figures show. Reports read run directories only.
+
+A needed run (:mod:`reports.spec`) is found by its config: the run whose ``config.json`` equals the
+config ``harness run`` would resolve, up to ``training.precision`` (resolved per machine, so a run
+made on a bf16 machine still counts on an fp32 one) and up to fields added since (filled by their
+defaults). Only completed runs count; a run resumed after
+a crash counts its latest attempt per (step, metric) (:func:`harness.runstore.latest_metrics`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.io import read_json
+from harness.runstore import RunDir, find_runs, latest_metrics
+from harness.summary import summarize
+
+from reports.spec import NeededRun
+
+
+def _comparable(config: dict) -> dict:
+    training = {k: v for k, v in config.get("training", {}).items() if k != "precision"}
+    return {**config, "training": training}
+
+
+def _normalised(run: RunDir) -> dict | None:
+    """The run's config with fields added since it ran filled by their defaults (so a run made before a
+    new option existed still matches, when the option's default is what the spec asks for)."""
+    from harness.config import ConfigError, config_from_dict
+
+    try:
+        return _comparable(config_from_dict(read_json(run.config_path)).to_dict())
+    except (ConfigError, TypeError, ValueError, KeyError):
+        return None
+
+
+@dataclass
+class Found:
+    need: NeededRun
+    run: RunDir | None  # None: missing (or not completed)
+    state: str = "missing"
+
+
+def find(needs: list[NeededRun], results: str | Path | None = None) -> list[Found]:
+    """Each needed run's completed run directory under ``results`` (or None)."""
+    by_key: dict[tuple, list[RunDir]] = {}
+    for run in find_runs(results):
+        try:
+            config = read_json(run.config_path)
+        except (OSError, ValueError):
+            continue
+        by_key.setdefault((config.get("method"), config.get("suite"), config.get("scale"), config.get("seed")),
+                          []).append(run)
+    out = []
+    for need in needs:
+        wanted = _comparable(need.config.to_dict())
+        candidates = by_key.get((need.config.method, need.config.suite, need.config.scale, need.config.seed), [])
+        match = [r for r in candidates if _normalised(r) == wanted]
+        done = [r for r in match if r.is_completed()]
+        if done:
+            out.append(Found(need, done[0], "completed"))
+        else:
+            out.append(Found(need, None, match[0].state() if match else "missing"))
+    return out
+
+
+def run_values(run: RunDir) -> dict:
+    """The numbers a table cell can show for one run (None where the run has no such value)."""
+    summary = summarize(run)
+    rows = latest_metrics(run.metrics())
+    evals = sorted({r["step"] for r in rows if r.get("phase") == "eval" and r.get("metric") == "rouge1"})
+    at = {(r["step"], r["metric"]): r.get("value") for r in rows if r.get("phase") == "eval"}
+    last = evals[-1] if evals else None
+    phases = {p["name"]: p for p in summary["phases"]}
+    training = phases.get("training", {}).get("peaks", {})
+    rss = max((p.get("peaks", {}).get("rss_peak_mb") or 0.0) for p in summary["phases"]) if summary["phases"] else None
+    steps = summary.get("max_steps") or 0
+    seconds = summary.get("wall_seconds")
+    for name in ("build_models", "benchmarks"):  # building the family and scoring benchmarks are not training cost
+        if seconds is not None:
+            seconds -= phases.get(name, {}).get("self_seconds", 0.0)
+    bench = summary.get("benchmarks") or {}
+    best = summary.get("best_step")
+    at_best = next((r["scores"] for r in bench.get("rows", []) if r["step"] == best), {})
+    return {
+        "step": last,
+        "rouge1": at.get((last, "rouge1")), "rouge2": at.get((last, "rouge2")), "rougeL": at.get((last, "rougeL")),
+        "eval_loss": at.get((last, "eval_loss")), "eval_bits_per_byte": at.get((last, "eval_bits_per_byte")),
+        "curve": [(s, at.get((s, "rouge1"))) for s in evals],
+        "trainable_percent": (summary.get("params") or {}).get("percent"),
+        "gpu_util_mean": training.get("gpu_util_mean_pct"),
+        "gpu_mem_gb": None if training.get("gpu_mem_mean_mb") is None else training["gpu_mem_mean_mb"] / 1024,
+        "rss_peak_gb": None if not rss else rss / 1024,
+        "minutes_per_1k": None if seconds is None or not steps else seconds / steps * 1000 / 60,
+        "humaneval": (at_best.get("humaneval") or {}).get("score"),
+        "humaneval_bits_per_byte": (at_best.get("humaneval") or {}).get("bits_per_byte"),
+        "precision": (read_json(run.config_path).get("training") or {}).get("precision"),
+    }
