@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -106,6 +107,12 @@ def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str]],
               "n_records": len(records), "empty_labels": sum(1 for i in by_index if not by_index[i].strip())}
     if cached:
         report["first_written_by"] = read_json(meta_path).get("source")
+    if by_index and report["empty_labels"] > len(by_index) / 2:
+        report["warning"] = (f"{report['empty_labels']} of {len(by_index)} pseudo-labels are empty or whitespace: "
+                             f"the labeller ({source}) writes almost nothing for these prompts, so the target "
+                             "learns to answer with nothing; check its outputs in the label cache "
+                             f"({labels_path}) or label with another model")
+        print(f"[harness] warning: {report['warning']}", file=sys.stderr, flush=True)
     return labelled, report
 
 

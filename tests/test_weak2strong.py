@@ -163,3 +163,20 @@ def test_fine_tuned_weak_supervisor_is_a_sub_run_on_the_other_half(nano_zoo, tmp
     assert report["weak_supervisor"] == sub["run_dir"] and "fine-tuned on the first half" in report["source"]
     again = execute(config, results_root=tmp_path, progress=False, force=True)  # the sub-run is skipped now
     assert read_json(again.provenance_path)["sub_runs"][0]["run_dir"] == sub["run_dir"] and len(spy_trainer) == 3
+
+
+def test_mostly_empty_pseudo_labels_are_flagged(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from harness.engine.generate import Decoding
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    records = [{"id": str(i), "instruction": f"task {i}", "response": "x"} for i in range(4)]
+    ctx = SimpleNamespace(train_records=records, phase=lambda name: __import__("contextlib").nullcontext())
+    plan = pseudolabels.LabelPlan({"weak": {"name": "w"}}, "generate", Decoding(4), 64, 128, reached=(0, 1, 2, 3))
+    labelled, report = pseudolabels.pseudo_label(ctx, plan, lambda rs: ["\n\n", "", "  ", "def f(): pass"], "test")
+    assert report["empty_labels"] == 3 and "3 of 4 pseudo-labels are empty" in report["warning"]
+    assert "warning: 3 of 4" in capsys.readouterr().err
+    useful = pseudolabels.LabelPlan({"weak": {"name": "w"}}, "generate", Decoding(4), 64, 128, reached=(3,))
+    _, fine = pseudolabels.pseudo_label(ctx, useful, lambda rs: ["def f(): pass"], "test")
+    assert "warning" not in fine
