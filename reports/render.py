@@ -153,8 +153,10 @@ def render_figure(spec: Spec, found: list[Found], out: Path) -> Rendered:
                  for lab, m, s in zip(labels, minutes, scores)]
         claims = cost_claims(labels, [m or 0.0 for m in minutes])
     ax.set_title(spec.title, fontsize=9)
-    if spec.kind == "curve":
+    if spec.kind == "curve" and lines:
         ax.legend(fontsize=8)
+    elif not lines:
+        ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     files = [out / f"{spec.name}.png", out / f"{spec.name}.pdf"]
     for path in files:
