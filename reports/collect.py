@@ -82,7 +82,8 @@ def run_values(run: RunDir) -> dict:
             seconds -= phases.get(name, {}).get("self_seconds", 0.0)
     bench = summary.get("benchmarks") or {}
     best = summary.get("best_step")
-    at_best = next((r["scores"] for r in bench.get("rows", []) if r["step"] == best), {})
+    bench_rows = bench.get("rows", [])
+    at_best = next((r["scores"] for r in bench_rows if r["step"] == best), bench_rows[-1]["scores"] if bench_rows else {})
     return {
         "step": last,
         "rouge1": at.get((last, "rouge1")), "rouge2": at.get((last, "rouge2")), "rougeL": at.get((last, "rougeL")),
@@ -96,4 +97,6 @@ def run_values(run: RunDir) -> dict:
         "humaneval": (at_best.get("humaneval") or {}).get("score"),
         "humaneval_bits_per_byte": (at_best.get("humaneval") or {}).get("bits_per_byte"),
         "precision": (read_json(run.config_path).get("training") or {}).get("precision"),
+        "suite": summary.get("suite"),
+        "benchmarks": at_best,  # name → {"score", "stderr", "n", "bits_per_byte", "p_correct", ...}
     }

@@ -61,32 +61,53 @@ def table_frame(spec: Spec, found: list[Found]):
     records = []
     for row in spec.rows:
         runs = values.get(row.label, [])
-        record = {"row": row.label, "method": row.method, "seeds": len(runs)}
+        record = {"row": row.label, "method": row.method, "runs": len(runs)}
         for col in spec.columns:
-            mean, std = _mean_std([v.get(col.metric) for v in runs])
+            mean, std = _mean_std([_cell(col, v, spec) for v in runs])
             record[col.label] = mean
             record[f"{col.label} std"] = std
             record[f"{col.label} paper"] = _paper(spec, row.label, col.label)
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    if spec.change_against is not None and (frame["row"] == spec.change_against).any():
+        base = frame[frame["row"] == spec.change_against].iloc[0]
+        for col in spec.columns:
+            ref = base[col.label]
+            frame[f"{col.label} change %"] = [None if v is None or v != v or not ref or ref != ref else
+                                              (v - ref) / ref * 100 for v in frame[col.label]]
+    return frame
+
+
+def _cell(col, run: dict, spec: Spec) -> float | None:
+    """One run's value for a column (None where the run does not feed it)."""
+    if col.benchmark is None:
+        return run.get(col.metric)
+    if run.get("suite") not in (col.suites or spec.suites):
+        return None
+    value = (run.get("benchmarks", {}).get(col.benchmark) or {}).get(col.metric)
+    return None if value is None else value * (100 if col.percent else 1)
+
+
+def _clean(value):
+    return None if value is None or value != value else value  # NaN → None
 
 
 def table_markdown(spec: Spec, frame) -> str:
-    head = ["", *[c.label for c in spec.columns], "seeds"]
+    head = ["", *[c.label for c in spec.columns], "runs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in frame.iterrows():
         cells = []
         for col in spec.columns:
-            ours, std, paper = r[col.label], r[f"{col.label} std"], r[f"{col.label} paper"]
-            ours = None if ours != ours else ours  # NaN → None
-            std = None if std is None or std != std else std
-            paper = None if paper is None or paper != paper else paper
+            ours, std, paper = (_clean(r[f"{col.label}{k}"]) for k in ("", " std", " paper"))
             cell = _fmt(ours, col.digits, std)
+            change = _clean(r.get(f"{col.label} change %"))
+            if change is not None and r["row"] != spec.change_against:
+                cell += f" ({change:+.1f}%)"
             if paper is not None:
                 delta = "" if ours is None else f", Δ {ours - paper:+.{col.digits}f}"
-                cell += f" (paper {paper:g}{delta})"
+                cell += f" [paper {paper:g}{delta}]"
             cells.append(cell)
-        lines.append("| " + " | ".join([r["row"], *cells, str(r["seeds"])]) + " |")
+        lines.append("| " + " | ".join([r["row"], *cells, str(r["runs"])]) + " |")
     return "\n".join(lines)
 
 
@@ -168,6 +189,8 @@ def render_figure(spec: Spec, found: list[Found], out: Path) -> Rendered:
 # --- claims ----------------------------------------------------------------------------------------
 
 def table_claims(spec: Spec, frame) -> list[dict]:
+    if spec.name == "table1":
+        return table1_claims(frame)
     col = "ROUGE-1"
     value = {r["row"]: (None if r[col] != r[col] else r[col]) for _, r in frame.iterrows()} if col in frame else {}
     if spec.name == "table2" and all(value.get(k) is not None for k in (
@@ -226,4 +249,19 @@ def cost_claims(labels: list[str], minutes: list[float]) -> list[dict]:
         if name in ratio:
             claims.append({"claim": f"{name} costs more than LoRA per 1k steps (paper: {paper:.1f}x)",
                            "holds": ratio[name] > 1.0, "evidence": f"{ratio[name]:.2f}x LoRA"})
+    return claims
+
+
+def table1_claims(frame) -> list[dict]:
+    claims = []
+    for column in ("Code Ability / HumanEval", "Math Ability / MATH"):
+        scores = {r["row"]: _clean(r[column]) for _, r in frame.iterrows()}
+        if any(v is None for v in scores.values()):
+            claims.append({"claim": f"Pen2Sword is best on {column}", "holds": None, "evidence": "runs missing"})
+            continue
+        best = max(scores.values())
+        p2s = scores["Vanilla Model + LoRA + Pen2Sword"]
+        claims.append({"claim": f"Pen2Sword is best on {column} (paper: 19.9 HumanEval, 2.6 MATH)",
+                       "holds": p2s >= best and list(scores.values()).count(best) == 1,
+                       "evidence": ", ".join(f"{k.replace('Vanilla Model', 'VM')} {v:.1f}" for k, v in scores.items())})
     return claims

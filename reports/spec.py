@@ -25,15 +25,18 @@ class Row:
 @dataclass(frozen=True)
 class Column:
     label: str  # the column as the paper prints it
-    metric: str  # a key of reports.collect.run_values (e.g. "rouge1", "trainable_percent")
+    metric: str  # a key of reports.collect.run_values (e.g. "rouge1"), or with ``benchmark``: score | bits_per_byte
     digits: int = 3
+    benchmark: str | None = None  # a benchmark scored at the run's best step (Table 1)
+    suites: tuple[str, ...] = ()  # runs of these suites feed the column (default: the spec's suites), averaged
+    percent: bool = False  # shown ×100, as the paper prints accuracies
 
 
 @dataclass(frozen=True)
 class Spec:
     name: str  # "table2", "figure2a", ...
     title: str
-    suite: str
+    suite: str | tuple[str, ...]  # the suite(s) every row is run on
     rows: tuple[Row, ...]
     columns: tuple[Column, ...] = ()
     paper_source: str | None = None  # the source key in paper_numbers.yaml
@@ -41,11 +44,37 @@ class Spec:
     curve_metric: str = "rouge1"
     note: str = ""
     overrides: tuple[str, ...] = field(default=())  # for every row
+    change_against: str | None = None  # a row label: cells also show the % change against it (Table 1)
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        return (self.suite,) if isinstance(self.suite, str) else tuple(self.suite)
 
 
 ROUGE = (Column("ROUGE-1", "rouge1"), Column("ROUGE-2", "rouge2"), Column("ROUGE-L", "rougeL"))
+BOTH = ("code", "math")
+
+
+def _bench(label: str, benchmark: str, suites: tuple[str, ...]) -> tuple[Column, Column]:
+    """A Table 1 column (accuracy ×100) and its continuous companion (bits per byte of the reference)."""
+    return (Column(label, "score", 1, benchmark, suites, percent=True),
+            Column(f"{label} (bits/byte)", "bits_per_byte", 3, benchmark, suites))
 
 SPECS: dict[str, Spec] = {s.name: s for s in (
+    Spec("table1", "Table 1: main comparison (accuracy %, change against the Vanilla Model)", BOTH,
+         (Row("Vanilla Model", "vanilla"), Row("Vanilla Model + Instruction-tuned", "instruction-tuned"),
+          Row("Vanilla Model + LoRA", "lora"), Row("Vanilla Model + LoRA + Weak2Strong", "weak2strong"),
+          Row("Vanilla Model + LoRA + ProxyTuning", "proxytuning"), Row("Vanilla Model + LoRA + Pen2Sword", "pen2sword")),
+         (*_bench("Code Ability / HumanEval", "humaneval", ("code",)),
+          *_bench("Code Ability / CS", "mmlu-cs", ("code",)),
+          *_bench("Math Ability / MATH", "math-l5", ("math",)),
+          *_bench("Math Ability / Mathematics", "mmlu-mathematics", ("math",)),
+          *_bench("Specialized Adaptation / Physics", "mmlu-physics", BOTH),
+          *_bench("Specialized Adaptation / Politics", "mmlu-politics", BOTH),
+          *_bench("General Ability / MMLU", "mmlu", BOTH)),
+         paper_source="table1", change_against="Vanilla Model",
+         note="scores at each run's best checkpoint (by validation ROUGE-1); Specialized and General columns average "
+              "the code and math runs, as the paper's do; bits/byte is the reference answer's (lower is better)"),
     Spec("table2", "Table 2: ablations (code)", "code",
          (Row("Pen2Sword", "pen2sword"), Row("w/o DPF Selection", "pen2sword-no-dpf"),
           Row("w/o Expansion", "pen2sword-no-expansion"), Row("w/o Fusion", "pen2sword-no-fusion"),
@@ -70,7 +99,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          (Row("LoRA", "lora"), Row("Weak2Strong", "weak2strong"), Row("ProxyTuning", "proxytuning"),
           Row("Pen2Sword", "pen2sword")), kind="cost", paper_source="figure2c"),
 )}
-GROUPS = {"table2": ("table2",), "table5": ("table5",), "figure2": ("figure2a", "figure2b", "figure2c")}
+GROUPS = {"table1": ("table1",), "table2": ("table2",), "table5": ("table5",), "figure2": ("figure2a", "figure2b", "figure2c")}
 
 
 @dataclass(frozen=True)
@@ -95,11 +124,12 @@ def needed_runs(spec: Spec, *, scale: str, seeds: tuple[int, ...] = (0,),
     """Every run ``spec`` needs at ``scale``, as the configs ``harness run`` would resolve."""
     out = []
     for row in spec.rows:
-        for seed in seeds:
-            config = resolve_config(given={"method": row.method, "suite": spec.suite, "scale": scale, "seed": seed},
-                                    overrides=[*spec.overrides, *row.overrides, *overrides],
-                                    method_overrides_for=method_overrides)
-            out.append(NeededRun(spec.name, row, seed, config))
+        for suite in spec.suites:
+            for seed in seeds:
+                config = resolve_config(given={"method": row.method, "suite": suite, "scale": scale, "seed": seed},
+                                        overrides=[*spec.overrides, *row.overrides, *overrides],
+                                        method_overrides_for=method_overrides)
+                out.append(NeededRun(spec.name, row, seed, config))
     return out
 
 

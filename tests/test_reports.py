@@ -38,7 +38,7 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
         line = next(line.split(",") for line in table[1:] if line.split(",")[1] == method)
         assert float(line[header.index("ROUGE-1")]) == pytest.approx(rouge1)
     report = (out / "report.md").read_text()
-    assert "| Pen2Sword |" in report and "(paper 0.745, Δ" in report and "(paper 0.394" in report
+    assert "| Pen2Sword |" in report and "[paper 0.745, Δ" in report and "[paper 0.394" in report
     assert "ablation order (ROUGE-1)" in report and (out / "table2.tex").exists()
 
     # Everything else renders too, with what is missing listed as exact commands.
@@ -50,3 +50,34 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     assert "`harness run --method lora --suite code --scale nano --seed 0 training.max_steps=4" in report
     assert "`harness run --method lora --suite math --scale nano --seed 0" in report
     assert "## Missing runs" in report and "| figure2a |" in report
+
+
+@pytest.mark.slow  # twelve nano runs with benchmarks: about two minutes
+def test_table1_from_runs_on_both_suites(nano_zoo, tmp_path, capsys):
+    results, out = tmp_path / "results", tmp_path / "report"
+    quick = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]", "data.n_validation=4",
+             "eval.benchmark_limit=2", "eval.benchmark_max_new_tokens=8", "eval.max_new_tokens=8",
+             "pseudo_labels.max_new_tokens=4"]
+    assert main(["reproduce", "--table", "1", "--scale", "nano", "--results", str(results), "--out", str(out),
+                 *quick]) == 0
+    assert "12 runs needed" in capsys.readouterr().out  # six methods on the code and the math suite
+    import csv
+
+    rows = {r["row"]: r for r in csv.DictReader((out / "table1.csv").open())}
+    assert len(rows) == 6
+    # A cell is the run's benchmark score at its best step, ×100; Specialized averages the code and math runs.
+    from reports.collect import run_values
+
+    by_suite = {}
+    for run in find_runs(results):
+        values = run_values(run)
+        if run.path.parent.name == "lora":
+            by_suite[values["suite"]] = values
+    assert float(rows["Vanilla Model + LoRA"]["Code Ability / HumanEval"]) == pytest.approx(
+        100 * by_suite["code"]["benchmarks"]["humaneval"]["score"])
+    physics = [100 * by_suite[s]["benchmarks"]["mmlu-physics"]["score"] for s in ("code", "math")]
+    assert float(rows["Vanilla Model + LoRA"]["Specialized Adaptation / Physics"]) == pytest.approx(sum(physics) / 2)
+    assert float(rows["Vanilla Model + LoRA"]["Math Ability / MATH (bits/byte)"]) == pytest.approx(
+        by_suite["math"]["benchmarks"]["math-l5"]["bits_per_byte"])
+    report = (out / "report.md").read_text()
+    assert "[paper 19.9" in report and "Pen2Sword is best on Code Ability / HumanEval" in report
