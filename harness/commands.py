@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -70,7 +71,16 @@ def cmd_dpf(args: argparse.Namespace) -> int:
         raise ConfigError(f"suite {suite.name!r} has no training data to hold questions out of; use code or math")
     ranking = run_dpf(config, suite, judge=args.judge, n_questions=args.n, top_k=args.top_k,
                       use_cache=not args.no_cache, say=lambda m: print(m, file=sys.stderr))
+    # Table 3 is a result like any other: kept under the results root, where `harness report` reads it.
+    from harness.io import atomic_write_json
+    from harness.paths import results_dir
+
+    root = Path(args.results) if args.results else results_dir()
+    folder = root / "dpf" / suite.name / f"{config.scale}-{ranking.judge.replace(':', '-')}-n{ranking.n_questions}"
+    atomic_write_json(folder / "ranking.json", {**ranking.to_dict(), "scale": config.scale,
+                                                "candidates": list(config.model.candidates)})
     print(json.dumps(ranking.to_dict(), indent=2) if args.json else format_ranking(ranking))
+    print(f"ranking written to {folder / 'ranking.json'}", file=sys.stderr)
     return 0
 
 
@@ -117,6 +127,7 @@ def add_run_parsers(sub) -> None:
     p.add_argument("--n", type=int, help="domain questions (default: pen2sword.dpf_questions)")
     p.add_argument("--top-k", type=int, default=1, help="how many experts to select")
     p.add_argument("--no-cache", action="store_true", help="rank again even if this ranking is cached")
+    p.add_argument("--results", help="results root the ranking is written under (default ./results)")
     p.add_argument("--json", action="store_true", help="print Table 3's rows as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.candidates=a,b")
     p.set_defaults(func=cmd_dpf)

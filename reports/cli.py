@@ -61,9 +61,18 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
     from reports.collect import find
     from reports.render import render_figure, render_table
 
-    sections, all_claims, missing = [], [], []
+    sections, all_claims, missing, dpf_missing = [], [], [], []
     precisions: set[str] = set()
     for spec in specs:
+        if spec.kind == "dpf":
+            from reports.render import render_dpf
+
+            rendered = render_dpf(spec, results, scale, out)
+            sections.append(f"## {spec.title}\n\n{rendered.markdown}\n\n{spec.note}\n")
+            all_claims += [{**c, "source": spec.name} for c in rendered.claims]
+            if not rendered.files:
+                dpf_missing.append(f"- `harness dpf --suite {spec.suites[0]} --scale {scale}` ({spec.name})")
+            continue
         found = find(needs[spec.name], results)
         for f in found:
             if f.run is not None:
@@ -91,7 +100,7 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
         needed_by.setdefault(f.need.run_id, []).append(f.need.spec)
     first = {f.need.run_id: f for f in reversed(missing)}
     todo = ["## Missing runs", ""] + ([f"- `{f.need.command(scale, overrides)}` ({', '.join(needed_by[rid])}; {f.state})"
-                                       for rid, f in first.items()] or ["none"])
+                                       for rid, f in first.items()] + dpf_missing or ["none"])
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
     path.write_text("\n".join(head) + "\n" + "\n".join(sections) + "\n" + "\n".join(claims) + "\n\n"

@@ -265,3 +265,58 @@ def table1_claims(frame) -> list[dict]:
                        "holds": p2s >= best and list(scores.values()).count(best) == 1,
                        "evidence": ", ".join(f"{k.replace('Vanilla Model', 'VM')} {v:.1f}" for k, v in scores.items())})
     return claims
+
+
+# --- Table 3: DPF rankings (written by `harness dpf` under <results>/dpf/) --------------------------
+
+DPF_COLUMNS = (("Accuracy", "Accuracy"), ("Domain Coverage", "Domain Coverage"), ("Depth", "Domain Depth"),
+               ("Terminology Appropriateness", "Terminology Appropriateness"), ("total", "Total Score (0–20)"))
+
+
+def paper_name(candidate: str) -> str:
+    """The paper's name of a candidate (a built-in stand-in or a paper-scale registry name)."""
+    from harness.zoo.recipe import ROLES
+
+    for role in ROLES:
+        if candidate in (role.name, role.paper_model):
+            return role.stands_in_for
+    return candidate
+
+
+def render_dpf(spec: Spec, results, scale: str, out: Path) -> Rendered:
+    import json
+
+    from harness.paths import results_dir
+
+    root = Path(results) if results else results_dir()
+    rankings = [json.loads(p.read_text()) for p in sorted((root / "dpf" / spec.suites[0]).glob("*/ranking.json"))]
+    rankings = [r for r in rankings if r.get("scale") == scale]
+    rankings.sort(key=lambda r: (not r["judge"].startswith("openai:"), r["judge"]))  # the paper's kind of judge first
+    if not rankings:
+        return Rendered(spec, "(no DPF ranking yet)", claims=[{"claim": "DPF ranks CodeLlama-7B's stand-in first "
+                                                                        "for code", "holds": None,
+                                                               "evidence": "no ranking"}],
+                        missing=[], files=[])
+    ranking = rankings[0]
+    lines = [f"judge {ranking['judge']}, {ranking['n_questions']} questions; other rankings: "
+             + (", ".join(r["judge"] for r in rankings[1:]) or "none"), "",
+             "| candidate | paper's model | " + " | ".join(p for _, p in DPF_COLUMNS) + " |",
+             "|" + "---|" * (2 + len(DPF_COLUMNS))]
+    for row in ranking["rows"]:
+        name = paper_name(row["candidate"])
+        cells = []
+        for ours_key, paper_col in DPF_COLUMNS:
+            value = row.get(ours_key)
+            hits = lookup(source="table3", row=name, column=paper_col)
+            cell = "–" if value is None else f"{value:.2f}"
+            cells.append(cell + (f" [paper {hits[0]['value']:g}]" if hits else ""))
+        lines.append(f"| {row['candidate']} | {name} | " + " | ".join(cells) + " |")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "table3.md"
+    atomic_write_text(path, f"## {spec.title}\n\n" + "\n".join(lines) + "\n")
+    top = paper_name(ranking["rows"][0]["candidate"]) if ranking["rows"] else None
+    paper_top = max(lookup(source="table3", column="Total Score (0–20)"), key=lambda r: r["value"], default=None)
+    claims = [{"claim": f"DPF ranks the paper's top candidate first ({paper_top['row'] if paper_top else '?'})",
+               "holds": None if paper_top is None or top is None else top == paper_top["row"],
+               "evidence": f"ours: {top} first by {ranking['judge']}"}]
+    return Rendered(spec, "\n".join(lines), [path], claims, [])

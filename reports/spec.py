@@ -75,6 +75,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          paper_source="table1", change_against="Vanilla Model",
          note="scores at each run's best checkpoint (by validation ROUGE-1); Specialized and General columns average "
               "the code and math runs, as the paper's do; bits/byte is the reference answer's (lower is better)"),
+    Spec("table3", "Table 3: DPF scores of the candidate experts (code)", "code", (), kind="dpf",
+         paper_source="table3", note="from `harness dpf --suite code` (results/dpf/); the paper's judge is GPT-4o"),
     Spec("table2", "Table 2: ablations (code)", "code",
          (Row("Pen2Sword", "pen2sword"), Row("w/o DPF Selection", "pen2sword-no-dpf"),
           Row("w/o Expansion", "pen2sword-no-expansion"), Row("w/o Fusion", "pen2sword-no-fusion"),
@@ -99,7 +101,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          (Row("LoRA", "lora"), Row("Weak2Strong", "weak2strong"), Row("ProxyTuning", "proxytuning"),
           Row("Pen2Sword", "pen2sword")), kind="cost", paper_source="figure2c"),
 )}
-GROUPS = {"table1": ("table1",), "table2": ("table2",), "table5": ("table5",), "figure2": ("figure2a", "figure2b", "figure2c")}
+GROUPS = {"table1": ("table1",), "table2": ("table2",), "table3": ("table3",), "table5": ("table5",), "figure2": ("figure2a", "figure2b", "figure2c")}
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def test_openai_judge_gives_up_with_the_reason(serve, tmp_path, monkeypatch):
 
 
 @pytest.mark.usefixtures("data_cache")
-def test_offline_dpf_ranks_the_candidates_and_selects_for_pen2sword(nano_zoo, capsys):
+def test_offline_dpf_ranks_the_candidates_and_selects_for_pen2sword(nano_zoo, capsys, tmp_path):
     from harness.cli import main
     from harness.config import resolve_config
     from harness.registry import SUITES
@@ -157,8 +157,16 @@ def test_offline_dpf_ranks_the_candidates_and_selects_for_pen2sword(nano_zoo, ca
     assert choose_expert(config, SUITES.get("code")) == (ranking.selected[0], choose_expert(config, SUITES.get("code"))[1])
     reference = dpf.run_dpf(config, SUITES.get("code"), judge="reference", top_k=2)
     assert len(reference.selected) == 2 and all(0 <= r["total"] <= 20 for r in reference.rows)
-    assert main(["dpf", "--suite", "code", "--scale", "nano", "--judge", "loss", "--n", "4", "--json"]) == 0
+    results = tmp_path / "results"
+    assert main(["dpf", "--suite", "code", "--scale", "nano", "--judge", "loss", "--n", "4", "--json",
+                 "--results", str(results)]) == 0
     assert json.loads(capsys.readouterr().out)["selected"] == ranking.selected  # the cached ranking
+    # Table 3 is rendered from the written ranking, the paper's scores beside ours.
+    assert main(["report", "--only", "table3", "--scale", "nano", "--results", str(results),
+                 "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "judge loss, 4 questions" in table and "| code-expert | CodeLlama-7B |" in table
+    assert "[paper" in table and "DPF ranks the paper's top candidate first" in table
 
 
 @pytest.mark.usefixtures("data_cache")
