@@ -89,6 +89,12 @@ def run_values(run: RunDir) -> dict:
         "rouge1": at.get((last, "rouge1")), "rouge2": at.get((last, "rouge2")), "rougeL": at.get((last, "rougeL")),
         "eval_loss": at.get((last, "eval_loss")), "eval_bits_per_byte": at.get((last, "eval_bits_per_byte")),
         "curve": [(s, at.get((s, "rouge1"))) for s in evals],
+        # metric → [(step, value)]: validation metrics at each evaluation, benchmark scores at each checkpoint
+        "curves": {**{m: [(s, at.get((s, m))) for s in evals]
+                      for m in ("rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte")},
+                   **{name: [(r["step"], (r["scores"].get(name) or {}).get("score")) for r in bench_rows
+                             if isinstance(r["step"], int)]
+                      for name in bench.get("names", [])}},
         "trainable_percent": (summary.get("params") or {}).get("percent"),
         "gpu_util_mean": training.get("gpu_util_mean_pct"),
         "gpu_mem_gb": None if training.get("gpu_mem_mean_mb") is None else training["gpu_mem_mean_mb"] / 1024,

@@ -16,6 +16,10 @@ from reports.paper_numbers import lookup
 from reports.spec import Spec
 
 
+CURVE_LABELS = {"rouge1": "ROUGE-1 (validation)", "rouge2": "ROUGE-2 (validation)", "rougeL": "ROUGE-L (validation)",
+                "eval_loss": "eval loss (nats per token)", "eval_bits_per_byte": "eval bits per byte"}
+
+
 @dataclass
 class Rendered:
     spec: Spec
@@ -135,25 +139,35 @@ def render_figure(spec: Spec, found: list[Found], out: Path) -> Rendered:
 
     values = _values(found)
     out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    panels = len(spec.curve_metrics) if spec.kind == "curve" else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    ax = axes[0][0]
     lines, claims = [], []
     if spec.kind == "curve":
-        for row in spec.rows:
-            runs = values.get(row.label, [])
-            steps = sorted({s for v in runs for s, _ in v["curve"]})
-            if not steps:
-                continue
-            per_step = [[dict(v["curve"]).get(s) for v in runs] for s in steps]
-            means = [_mean_std(p)[0] for p in per_step]
-            ax.plot(steps, means, marker="o", label=f"{row.label} ({len(runs)} seed{'s' * (len(runs) > 1)})")
-            if len(runs) > 1:
-                lows = [min(x for x in p if x is not None) for p in per_step]
-                highs = [max(x for x in p if x is not None) for p in per_step]
-                ax.fill_between(steps, lows, highs, alpha=0.2)
-            lines.append(f"- {row.label}: " + ", ".join(f"step {s} {m:.4f}" for s, m in zip(steps, means)))
-        ax.set_xlabel("training step")
-        ax.set_ylabel("ROUGE-1 (validation)")
-        claims = curve_claims(spec, values)
+        for ax, metric in zip(axes[0], spec.curve_metrics):
+            plotted = False
+            for row in spec.rows:
+                runs = values.get(row.label, [])
+                curves = [dict(v["curves"].get(metric, [])) for v in runs]
+                steps = sorted({s for c in curves for s, x in c.items() if x is not None})
+                if not steps:
+                    continue
+                per_step = [[c.get(s) for c in curves] for s in steps]
+                means = [_mean_std(p)[0] for p in per_step]
+                ax.plot(steps, means, marker="o", label=f"{row.label} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+                if len(runs) > 1:
+                    lows = [min(x for x in p if x is not None) for p in per_step]
+                    highs = [max(x for x in p if x is not None) for p in per_step]
+                    ax.fill_between(steps, lows, highs, alpha=0.2)
+                lines.append(f"- {row.label}, {metric}: " + ", ".join(f"step {s} {m:.4f}" for s, m in zip(steps, means)))
+                plotted = True
+            ax.set_xlabel("training step")
+            ax.set_ylabel(CURVE_LABELS.get(metric, f"{metric} score (checkpoints)"))
+            if plotted:
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
+        claims = curve_claims(spec, values) if spec.curve_metrics == ("rouge1",) else []
     else:  # cost: minutes per 1k steps, HumanEval written on the bars
         labels, minutes, scores = [], [], []
         for row in spec.rows:
@@ -173,11 +187,7 @@ def render_figure(spec: Spec, found: list[Found], out: Path) -> Rendered:
                  + (f" (paper {p:g})" if (p := _paper(spec, lab, "time per 1k training steps")) is not None else "")
                  for lab, m, s in zip(labels, minutes, scores)]
         claims = cost_claims(labels, [m or 0.0 for m in minutes])
-    ax.set_title(spec.title, fontsize=9)
-    if spec.kind == "curve" and lines:
-        ax.legend(fontsize=8)
-    elif not lines:
-        ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(spec.title, fontsize=9)
     fig.tight_layout()
     files = [out / f"{spec.name}.png", out / f"{spec.name}.pdf"]
     for path in files:

@@ -40,8 +40,8 @@ class Spec:
     rows: tuple[Row, ...]
     columns: tuple[Column, ...] = ()
     paper_source: str | None = None  # the source key in paper_numbers.yaml
-    kind: str = "table"  # or "curve" (a metric against steps) or "cost" (time per 1k steps)
-    curve_metric: str = "rouge1"
+    kind: str = "table"  # or "curve" (metrics against steps), "cost" (time per 1k steps), "dpf" (Table 3)
+    curve_metrics: tuple[str, ...] = ("rouge1",)  # one panel each: validation metrics or benchmark names
     note: str = ""
     overrides: tuple[str, ...] = field(default=())  # for every row
     change_against: str | None = None  # a row label: cells also show the % change against it (Table 1)
@@ -97,11 +97,36 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          (Row("LoRA", "lora"), Row("Pen2Sword", "pen2sword")), kind="curve", paper_source="figure2a"),
     Spec("figure2b", "Figure 2b: ROUGE-1 against training steps (math)", "math",
          (Row("LoRA", "lora"), Row("Pen2Sword", "pen2sword")), kind="curve", paper_source="figure2b"),
+    Spec("figure4", "Figure 4: dimension ratio of the expert (code, ROUGE-1)", "code",
+         (Row("LoRA", "lora"), Row("Pen2Sword, DR 100%", "pen2sword", ("model.expert=dr100-expert",)),
+          Row("Pen2Sword, DR 80%", "pen2sword", ("model.expert=chat-expert",)),
+          Row("Pen2Sword, DR 67%", "pen2sword", ("model.expert=dr67-expert",))), kind="curve",
+         paper_source="figure4", note="built-in stand-ins: DR 100% = the target's instruct model, 80% = the small "
+                                     "chat expert, 67% = the narrower chat expert (same data, width only differs)"),
+    Spec("figure5", "Figure 5: fusion ratio α (code, ROUGE-1)", "code",
+         (Row("LoRA", "lora"), *[Row(f"Pen2Sword α={a}", "pen2sword", (f"pen2sword.alpha={a}",))
+                                 for a in (0.25, 0.5, 0.75)]), kind="curve", paper_source="figure5"),
+    Spec("figure6a", "Figure 6: ROUGE-2, ROUGE-L and eval loss (code)", "code",
+         (Row("LoRA", "lora"), Row("Pen2Sword", "pen2sword")), kind="curve", paper_source="figure6",
+         curve_metrics=("rouge2", "rougeL", "eval_loss")),
+    Spec("figure6b", "Figure 6: ROUGE-2, ROUGE-L and eval loss (math)", "math",
+         (Row("LoRA", "lora"), Row("Pen2Sword", "pen2sword")), kind="curve", paper_source="figure6",
+         curve_metrics=("rouge2", "rougeL", "eval_loss")),
+    Spec("figure7a", "Figure 7a: Pen2Sword, Weak2Strong and both (code, HumanEval at checkpoints)", "code",
+         (Row("Pen2Sword", "pen2sword"), Row("Weak2Strong", "weak2strong"),
+          Row("Pen2Sword + Weak2Strong", "pen2sword+weak2strong")), kind="curve", paper_source="figure7a",
+         curve_metrics=("humaneval",)),
+    Spec("figure7b", "Figure 7b: Pen2Sword, ProxyTuning and both (code, HumanEval at checkpoints)", "code",
+         (Row("Pen2Sword", "pen2sword"), Row("ProxyTuning", "proxytuning"),
+          Row("Pen2Sword + ProxyTuning", "pen2sword+proxytuning")), kind="curve", paper_source="figure7b",
+         curve_metrics=("humaneval",)),
     Spec("figure2c", "Figure 2c: minutes per 1k training steps and HumanEval (code)", "code",
          (Row("LoRA", "lora"), Row("Weak2Strong", "weak2strong"), Row("ProxyTuning", "proxytuning"),
           Row("Pen2Sword", "pen2sword")), kind="cost", paper_source="figure2c"),
 )}
-GROUPS = {"table1": ("table1",), "table2": ("table2",), "table3": ("table3",), "table5": ("table5",), "figure2": ("figure2a", "figure2b", "figure2c")}
+GROUPS = {"table1": ("table1",), "table2": ("table2",), "table3": ("table3",), "table5": ("table5",),
+          "figure2": ("figure2a", "figure2b", "figure2c"), "figure4": ("figure4",), "figure5": ("figure5",),
+          "figure6": ("figure6a", "figure6b"), "figure7": ("figure7a", "figure7b")}
 
 
 @dataclass(frozen=True)
