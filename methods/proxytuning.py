@@ -30,7 +30,7 @@ from harness.method import MethodContext, Prepared, register_method
 from harness.suites import Suite
 from methods.pen2sword import method as pen2sword
 from methods.pen2sword.transfer import build_vocab_union
-from methods.pseudolabels import model_writer, plan_labels, pseudo_label
+from methods.pseudolabels import model_writer, plan_labels, pseudo_label, trained_on_labels
 
 
 class VocabularyMismatch(ValueError):
@@ -196,18 +196,16 @@ def proxy_labels(ctx: MethodContext) -> tuple[list[dict], dict]:
 def prepare(ctx: MethodContext) -> Prepared:
     records, report = proxy_labels(ctx)
     target = ctx.models["target"]
-    return Prepared(model=ctx.load_model(target, dtype=ctx.config.model.dtype), tokenizer=ctx.load_tokenizer(target),
-                    train_records=records, train_records_source=report["source"], info={"pseudo_labels": report},
-                    models_used=identities(ctx))
+    prepared = Prepared(model=ctx.load_model(target, dtype=ctx.config.model.dtype),
+                        tokenizer=ctx.load_tokenizer(target), models_used=identities(ctx))
+    return trained_on_labels(prepared, records, report)
 
 
 def prepare_with_pen2sword(ctx: MethodContext) -> Prepared:
     records, report = proxy_labels(ctx)
     prepared = pen2sword.prepare(ctx)
-    prepared.train_records, prepared.train_records_source = records, report["source"]
-    prepared.info["pseudo_labels"] = report
     prepared.models_used.update(identities(ctx))
-    return prepared
+    return trained_on_labels(prepared, records, report)
 
 
 def prepare_decode(ctx: MethodContext) -> Prepared:

@@ -161,3 +161,10 @@ def teacher_forced_labels(model, tokenizer, records: list[dict], plan: LabelPlan
             if progress is not None:
                 progress(len(chunk))
     return out
+
+
+def trained_on_labels(prepared, records: list[dict], report: dict):
+    """``prepared`` set to train on ``records`` (the pseudo-labels ``report`` describes)."""
+    prepared.train_records, prepared.train_records_source = records, report["source"]
+    prepared.info["pseudo_labels"] = report
+    return prepared

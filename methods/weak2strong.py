@@ -15,7 +15,7 @@ from harness.engine.adapters import load_trained
 from harness.method import MethodContext, Prepared, register_method
 from harness.suites import Suite
 from methods.pen2sword import method as pen2sword
-from methods.pseudolabels import model_writer, plan_labels, pseudo_label
+from methods.pseudolabels import model_writer, plan_labels, pseudo_label, trained_on_labels
 
 
 def models_needed(config: RunConfig, suite: Suite) -> dict[str, str]:
@@ -55,19 +55,18 @@ def weak_labels(ctx: MethodContext) -> tuple[list[dict], dict]:
 def prepare(ctx: MethodContext) -> Prepared:
     records, report = weak_labels(ctx)
     target = ctx.models["target"]
-    return Prepared(model=ctx.load_model(target, dtype=ctx.config.model.dtype), tokenizer=ctx.load_tokenizer(target),
-                    train_records=records, train_records_source=report["source"], info={"pseudo_labels": report},
-                    models_used={"target": target.identity, "weak": ctx.models["weak"].identity})
+    prepared = Prepared(model=ctx.load_model(target, dtype=ctx.config.model.dtype),
+                        tokenizer=ctx.load_tokenizer(target),
+                        models_used={"target": target.identity, "weak": ctx.models["weak"].identity})
+    return trained_on_labels(prepared, records, report)
 
 
 def prepare_with_pen2sword(ctx: MethodContext) -> Prepared:
     records, report = weak_labels(ctx)
     ctx.models.setdefault("expert", ctx.models["weak"])
     prepared = pen2sword.prepare(ctx)
-    prepared.train_records, prepared.train_records_source = records, report["source"]
-    prepared.info["pseudo_labels"] = report
     prepared.models_used["weak"] = ctx.models["weak"].identity
-    return prepared
+    return trained_on_labels(prepared, records, report)
 
 
 register_method("weak2strong", prepare, models=models_needed, paper_label="Vanilla Model + LoRA + Weak2Strong",

@@ -44,19 +44,19 @@ class Found:
 
 def find(needs: list[NeededRun], results: str | Path | None = None) -> list[Found]:
     """Each needed run's completed run directory under ``results`` (or None)."""
-    by_key: dict[tuple, list[RunDir]] = {}
+    by_key: dict[tuple, list[tuple[RunDir, dict | None]]] = {}
     for run in find_runs(results):
         try:
             config = read_json(run.config_path)
         except (OSError, ValueError):
             continue
-        by_key.setdefault((config.get("method"), config.get("suite"), config.get("scale"), config.get("seed")),
-                          []).append(run)
+        key = (config.get("method"), config.get("suite"), config.get("scale"), config.get("seed"))
+        by_key.setdefault(key, []).append((run, _normalised(run)))  # normalised once per run, not per need
     out = []
     for need in needs:
         wanted = _comparable(need.config.to_dict())
         candidates = by_key.get((need.config.method, need.config.suite, need.config.scale, need.config.seed), [])
-        match = [r for r in candidates if _normalised(r) == wanted]
+        match = [run for run, config in candidates if config == wanted]
         done = [r for r in match if r.is_completed()]
         if done:
             out.append(Found(need, done[0], "completed"))
