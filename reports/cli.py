@@ -9,6 +9,10 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reports.collect import Found
 
 # Rough wall minutes of one default run per scale, for --dry-run estimates before any run exists here.
 DEFAULT_RUN_MINUTES = {"nano": 0.5, "micro": 16.0}
@@ -59,25 +63,25 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
     from harness.provenance import hardware
 
     from reports.collect import find
-    from reports.render import render_figure, render_table
+    from reports.render import render_dpf, render_figure, render_paper_only, render_table
 
-    sections, all_claims, missing, dpf_missing = [], [], [], []
+    sections, all_claims, missing, other_missing = [], [], [], []
     precisions: set[str] = set()
     for spec in specs:
-        if spec.kind == "dpf":
-            from reports.render import render_dpf
-
-            rendered = render_dpf(spec, results, scale, out)
+        if spec.kind in ("dpf", "paper-only"):
+            rendered = render_dpf(spec, results, scale, out) if spec.kind == "dpf" else render_paper_only(spec, out)
             sections.append(f"## {spec.title}\n\n{rendered.markdown}\n\n{spec.note}\n")
             all_claims += [{**c, "source": spec.name} for c in rendered.claims]
-            if not rendered.files:
-                dpf_missing.append(f"- `harness dpf --suite {spec.suites[0]} --scale {scale}` ({spec.name})")
+            if spec.kind == "paper-only":
+                other_missing.append(f"- not runnable here: {spec.note} ({spec.name})")
+            elif not rendered.files:
+                other_missing.append(f"- `harness dpf --suite {spec.suites[0]} --scale {scale}` ({spec.name})")
             continue
         found = find(needs[spec.name], results)
         for f in found:
             if f.run is not None:
                 precisions.add(str(json.loads(f.run.config_path.read_text())["training"]["precision"]))
-        rendered = (render_table if spec.kind == "table" else render_figure)(spec, found, out)
+        rendered = (render_table if spec.kind in ("table", "steps") else render_figure)(spec, found, out)
         figure = "".join(f"\n![{spec.name}]({p.name})\n" for p in rendered.files if p.suffix == ".png")
         sections.append(f"## {spec.title}\n\n{rendered.markdown}\n{figure}\n{spec.note}\n")
         all_claims += [{**c, "source": spec.name} for c in rendered.claims]
@@ -98,14 +102,24 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
     needed_by: dict[str, list[str]] = {}
     for f in missing:
         needed_by.setdefault(f.need.run_id, []).append(f.need.spec)
-    first = {f.need.run_id: f for f in reversed(missing)}
-    todo = ["## Missing runs", ""] + ([f"- `{f.need.command(scale, overrides)}` ({', '.join(needed_by[rid])}; {f.state})"
-                                       for rid, f in first.items()] + dpf_missing or ["none"])
+    first = {}  # each missing run once, in the order the specs need it
+    for f in missing:
+        first.setdefault(f.need.run_id, f)
+    todo = ["## Missing runs", ""] + ([_missing_line(f, needed_by[rid], scale, overrides) for rid, f in first.items()]
+                                      + other_missing or ["none"])
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
     path.write_text("\n".join(head) + "\n" + "\n".join(sections) + "\n" + "\n".join(claims) + "\n\n"
                     + "\n".join(todo) + "\n", encoding="utf-8")
     return path
+
+
+def _missing_line(found: Found, specs: list[str], scale: str, overrides: tuple[str, ...]) -> str:
+    """A missing run's line in report.md: its command, or why this machine or scale cannot make it."""
+    command = f"`{found.need.command(scale, overrides)}` ({', '.join(specs)}"
+    if found.need.not_runnable:
+        return f"- not runnable here: {command}): {found.need.not_runnable}"
+    return f"- {command}; {found.state})"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -133,13 +147,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         for need in spec_needs:
             unique.setdefault(need.run_id, need)
     found = {f.need.run_id: f for f in find(list(unique.values()), args.results)}
-    todo = [n for rid, n in unique.items() if found[rid].run is None]
+    absent = [n for rid, n in unique.items() if found[rid].run is None]
+    todo = [n for n in absent if n.not_runnable is None]
+    blocked = [n for n in absent if n.not_runnable is not None]
     per_run = DEFAULT_RUN_MINUTES.get(args.scale)
     estimate = "unknown (GPU scale)" if per_run is None else f"about {per_run * len(todo):.0f} minutes on a machine like ours"
-    print(f"{name} at {args.scale}: {len(unique)} runs needed, {len(unique) - len(todo)} completed, "
-          f"{len(todo)} to run ({estimate})")
+    print(f"{name} at {args.scale}: {len(unique)} runs needed, {len(unique) - len(absent)} completed, "
+          f"{len(todo)} to run ({estimate}), {len(blocked)} not runnable here")
     for need in todo:
         print(f"  {need.command(args.scale, overrides)}   [{found[need.run_id].state}]")
+    for need in blocked:
+        print(f"  not runnable here: {need.command(args.scale, overrides)}   [{need.not_runnable}]")
+    for spec in specs:
+        if spec.kind == "paper-only":
+            print(f"  {spec.name}: {spec.note}")
     if args.dry_run:
         return 0
     from tqdm.auto import tqdm

@@ -83,12 +83,12 @@ def run_values(run: RunDir) -> dict:
     bench = summary.get("benchmarks") or {}
     best = summary.get("best_step")
     bench_rows = bench.get("rows", [])
+    config = read_json(run.config_path)
     at_best = next((r["scores"] for r in bench_rows if r["step"] == best), bench_rows[-1]["scores"] if bench_rows else {})
     return {
         "step": last,
         "rouge1": at.get((last, "rouge1")), "rouge2": at.get((last, "rouge2")), "rougeL": at.get((last, "rougeL")),
         "eval_loss": at.get((last, "eval_loss")), "eval_bits_per_byte": at.get((last, "eval_bits_per_byte")),
-        "curve": [(s, at.get((s, "rouge1"))) for s in evals],
         # metric → [(step, value)]: validation metrics at each evaluation, benchmark scores at each checkpoint
         "curves": {**{m: [(s, at.get((s, m))) for s in evals]
                       for m in ("rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte")},
@@ -102,7 +102,10 @@ def run_values(run: RunDir) -> dict:
         "minutes_per_1k": None if seconds is None or not steps else seconds / steps * 1000 / 60,
         "humaneval": (at_best.get("humaneval") or {}).get("score"),
         "humaneval_bits_per_byte": (at_best.get("humaneval") or {}).get("bits_per_byte"),
-        "precision": (read_json(run.config_path).get("training") or {}).get("precision"),
+        "precision": (config.get("training") or {}).get("precision"),
         "suite": summary.get("suite"),
         "benchmarks": at_best,  # name → {"score", "stderr", "n", "bits_per_byte", "p_correct", ...}
+        "benchmarks_by_step": {r["step"]: r["scores"] for r in bench_rows if isinstance(r["step"], int)},
+        "checkpoint_steps": list((config.get("training") or {}).get("checkpoint_steps") or []),
+        "trained": summary.get("last_step") is not None,  # False: evaluated as is (vanilla), benchmarks at step 0
     }

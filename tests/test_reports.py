@@ -47,8 +47,11 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     for name in ("table2", "table5", "figure2a", "figure2b", "figure2c"):
         assert name in report
     assert (out / "figure2a.png").stat().st_size > 1000 and (out / "figure2c.pdf").exists()
-    for name in ("figure4", "figure5", "figure6a", "figure6b", "figure7a", "figure7b"):
+    for name in ("figure3a", "figure3b", "figure4", "figure5", "figure6a", "figure6b", "figure7a", "figure7b"):
         assert (out / f"{name}.png").exists() and name in report
+    assert (out / "table4.csv").exists() and (out / "table6.md").exists()
+    assert "**HumanEval (↑)** (code suite" in report
+    assert "- not runnable here: `harness run --method lora --suite code --scale nano --seed 0 model.target=vic" in report
     assert "- Pen2Sword, eval_loss: step 0" in report  # Figure 6 reads the Table 2 runs' eval loss
     assert "--method pen2sword --suite code --scale nano --seed 0 pen2sword.alpha=0.25" in report
     assert "`harness run --method lora --suite code --scale nano --seed 0 training.max_steps=4" in report
