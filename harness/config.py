@@ -44,7 +44,8 @@ def _one_of(key: str, value: Any, choices: tuple) -> None:
 @dataclass(frozen=True)
 class ModelConfig:
     target: str = "target-base"
-    # Pen2Sword's expert; None = the suite's domain expert (until DPF selection lands).
+    # Pen2Sword's expert; None = the suite's domain expert: at paper scale the one the paper's DPF chose
+    # (Tables 1-3), at nano/micro its stand-in. pen2sword.select=dpf selects among ``candidates`` afresh.
     expert: str | None = None
     candidates: tuple[str, ...] = ("chat-expert", "code-expert", "code-instruct-expert",
                                    "vicuna-v1.3-expert", "vicuna-v1.5-expert")
@@ -172,7 +173,9 @@ class Pen2SwordConfig:
     missing_std: float = 1.0  # z ~ N(0, 1) for rows a model lacks (eq. 2-3)
     tie_word_embeddings: str | None = None  # None = keep tying as the target has it (official: untie)
     compat: str = "paper"  # "official" reproduces the published code's behaviour
-    select: str = "fixed"  # "fixed" = model.expert / suite default; "random" = w/o DPF; "dpf"
+    # "fixed" = model.expert or the suite's expert (the paper's DPF choice); "random" = w/o DPF; "dpf" = rank
+    # model.candidates with dpf_judge first (a selection phase, cached under results/dpf)
+    select: str = "fixed"
     transfer_seed: int | None = None  # None = the run's seed
     dpf_judge: str = "loss"  # select=dpf: openai:<model> (the paper: openai:gpt-4o) | reference | loss (offline)
     dpf_questions: int = 20  # held-out domain questions each candidate answers

@@ -121,8 +121,10 @@ class ProxyTuned(torch.nn.Module):
             if use_cache:
                 logits = []
                 for k, (model, ids) in enumerate(zip(self._models(), self._inputs(fresh))):
+                    # logits_to_keep=1: the prompt's pass needs the last position's logits only, not
+                    # batch x prompt x vocabulary of them
                     out = model(input_ids=ids, attention_mask=mask, position_ids=positions[:, -fresh.shape[1]:],
-                                past_key_values=caches[k], use_cache=True)
+                                past_key_values=caches[k], use_cache=True, logits_to_keep=1)
                     caches[k] = out.past_key_values
                     logits.append(out.logits[:, -1])
                 scores = self.combine(*logits)

@@ -27,8 +27,13 @@ from harness.paths import cache_dir
 pytestmark = pytest.mark.perf
 SCALE = os.environ.get("HARNESS_PERF_SCALE", "nano")
 STEPS = int(os.environ.get("HARNESS_PERF_STEPS", "20"))
-RUNS = [("lora", "lora"), ("weak2strong", "weak2strong"), ("weak2strong", "weak2strong (cached labels)"),
-        ("proxytuning", "proxytuning"), ("pen2sword", "pen2sword")]
+# (method, label, overrides): each labelling method twice, the second run reusing the first one's labels;
+# the official code's teacher-forced labels (one forward pass per record) for comparison.
+RUNS = [("lora", "lora", ()), ("weak2strong", "weak2strong", ()),
+        ("weak2strong", "weak2strong (cached labels)", ()),
+        ("weak2strong", "weak2strong (teacher-forced)", ("pseudo_labels.labels=teacher-forced",)),
+        ("proxytuning", "proxytuning", ()), ("proxytuning", "proxytuning (cached labels)", ()),
+        ("pen2sword", "pen2sword", ())]
 
 
 def minutes_per_1k(run) -> dict[str, float]:
@@ -56,8 +61,9 @@ def test_method_costs(benchmark, tmp_path, monkeypatch):
     costs: dict[str, dict[str, float]] = {}
 
     def run_all():
-        for method, label in RUNS:
-            config = resolve_config(given={"method": method, "suite": "code", "scale": SCALE}, overrides=overrides,
+        for method, label, extra in RUNS:
+            config = resolve_config(given={"method": method, "suite": "code", "scale": SCALE},
+                                    overrides=[*overrides, *extra],
                                     method_overrides_for=method_overrides)
             run = execute(config, results_root=tmp_path / label.replace(" ", "_"), progress=False)
             assert run.is_completed(), run.status()
