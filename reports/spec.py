@@ -209,7 +209,10 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          curve_metrics=("humaneval",)),
     Spec("figure2c", "Figure 2c: minutes per 1k training steps and HumanEval (code)", "code",
          (Row("LoRA", "lora"), Row("Weak2Strong", "weak2strong"), Row("ProxyTuning", "proxytuning"),
-          Row("Pen2Sword", "pen2sword")), kind="cost", paper_source="figure2c"),
+          Row("Pen2Sword", "pen2sword")), kind="cost", paper_source="figure2c",
+         note="minutes are each run's wall time less model building and benchmarks, validation included: compare "
+              "runs made on the same otherwise idle machine; `pytest -m perf tests/perf/test_bench_methods.py` "
+              "measures the four methods in one session"),
 )}
 GROUPS = {"table1": ("table1",), "table2": ("table2",), "table3": ("table3",), "table4": ("table4",),
           "table5": ("table5",), "table6": ("table6",), "figure2": ("figure2a", "figure2b", "figure2c"),
