@@ -136,6 +136,26 @@ def test_embedding_trainable_beside_lora(tok):
     assert trainable_summary(full).percent == 100.0
 
 
+class _PackedAttention(torch.nn.Module):
+    """Baichuan2's layout: q, k and v in one ``W_pack`` linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"model_type": "baichuan"})()
+        self.W_pack = torch.nn.Linear(8, 24)
+        self.o_proj = torch.nn.Linear(8, 8)
+
+
+def test_lora_targets_follow_the_family_and_unknown_names_are_clear_errors(tok):
+    from harness.engine.adapters import lora_targets
+
+    assert lora_targets(tiny_llama(tok), ("q_proj",)) == ["q_proj"]
+    assert lora_targets(_PackedAttention(), ("q_proj",)) == ["W_pack"]  # the paper adapts Baichuan2's W_pack
+    assert lora_targets(_PackedAttention(), ("q_proj", "v_proj", "o_proj")) == ["W_pack", "o_proj"]
+    with pytest.raises(ValueError, match=r"no layer named qkv.*down_proj.*q_proj"):
+        lora_targets(tiny_llama(tok), ("qkv",))
+
+
 def test_qlora_without_cuda_is_a_clear_error():
     from harness.engine.adapters import AdapterUnavailableError, check_qlora_available
 

@@ -100,7 +100,7 @@ def test_figure3_and_table6_in_the_plan_and_the_report_without_runs(tmp_path, ca
     assert ("- not runnable here: no runs possible yet: needs an LLM-judge benchmark (AlpacaEval, MedQuAD) the "
             "harness does not have (table6)") in report
     assert ("- not runnable here: `harness run --method lora --suite code --scale nano --seed 0 "
-            "model.target=baichuan2-13b-base 'training.lora_target_modules=[W_pack]'` (figure3b): needs scale "
+            "model.target=baichuan2-13b-base` (figure3b): needs scale "
             "paper") in report
     assert "- `harness run --method dora --suite code --scale nano --seed 0` (figure3a; missing)" in report
     assert ("| figure3b | Pen2Sword (Baichuan2) has the higher ROUGE-1 than LoRA (Baichuan2) at the same budget "

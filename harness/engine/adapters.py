@@ -82,7 +82,8 @@ def apply_adapters(model, training: TrainingConfig, new_token_ids=()):
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
-                          target_modules=list(training.lora_target_modules), use_dora=training.peft == "dora",
+                          target_modules=lora_targets(model, training.lora_target_modules),
+                          use_dora=training.peft == "dora",
                           bias="none", task_type="CAUSAL_LM",
                           trainable_token_indices={head[0]: head[1]} if head else None)
         model = get_peft_model(model, lora)
@@ -93,6 +94,26 @@ def apply_adapters(model, training: TrainingConfig, new_token_ids=()):
     if training.train_embeddings:
         model.get_input_embeddings().weight.requires_grad_(True)
     return model
+
+
+# Families whose attention projections are named otherwise: the configured (Llama) name → theirs.
+# Baichuan2 packs q, k and v into one W_pack; the paper adapts that pack where Llama adapts q_proj.
+FAMILY_TARGETS = {"baichuan": {"q_proj": "W_pack", "k_proj": "W_pack", "v_proj": "W_pack"}}
+
+
+def lora_targets(model, configured: tuple[str, ...]) -> list[str]:
+    """``training.lora_target_modules`` as this model names them (:data:`FAMILY_TARGETS`), with a clear
+    error for a name the model has no module of."""
+    # Leaf modules of any type: peft also adapts GPT-2's Conv1D and 4-bit linear layers
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name and not any(module.children())}
+    family = FAMILY_TARGETS.get(getattr(getattr(model, "config", None), "model_type", None), {})
+    targets = list(dict.fromkeys(name if name in names else family.get(name, name) for name in configured))
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ValueError(f"training.lora_target_modules={list(configured)}: this model has no layer named "
+                         f"{', '.join(missing)}; its layers are {', '.join(sorted(names))}. Set "
+                         "training.lora_target_modules to some of those")
+    return targets
 
 
 def _trainable_head_rows(model, new_token_ids) -> tuple[str, list[int]] | None:
