@@ -122,6 +122,30 @@ def _missing_line(found: Found, specs: list[str], scale: str, overrides: tuple[s
     return f"- {command}; {found.state})"
 
 
+def plan_minutes(todo, scale: str, results) -> str:
+    """An estimate of the plan's wall time: each run at the median of this results root's completed runs of its
+    method at ``scale`` (labelling methods cost more than LoRA), else of all its completed runs at ``scale``,
+    else :data:`DEFAULT_RUN_MINUTES`."""
+    import statistics
+
+    from harness.runstore import find_runs
+
+    walls: dict[str, list[float]] = {}
+    for run in find_runs(results):
+        status = run.status()
+        if run.is_completed() and status.get("wall_seconds") and run.config_path.exists():
+            config = json.loads(run.config_path.read_text())
+            if config.get("scale") == scale:
+                walls.setdefault(config["method"], []).append(status["wall_seconds"] / 60)
+    every = [w for ws in walls.values() for w in ws]
+    fallback = statistics.median(every) if every else DEFAULT_RUN_MINUTES.get(scale)
+    if fallback is None:
+        return "time unknown: no completed run at this scale here"
+    total = sum(statistics.median(walls[n.row.method]) if n.row.method in walls else fallback for n in todo)
+    source = f"from {len(every)} completed runs here" if every else "a default per run"
+    return f"about {total:.0f} minutes, {source}"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     specs = _specs(args.only.split(","))
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -150,8 +174,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     absent = [n for rid, n in unique.items() if found[rid].run is None]
     todo = [n for n in absent if n.not_runnable is None]
     blocked = [n for n in absent if n.not_runnable is not None]
-    per_run = DEFAULT_RUN_MINUTES.get(args.scale)
-    estimate = "unknown (GPU scale)" if per_run is None else f"about {per_run * len(todo):.0f} minutes on a machine like ours"
+    estimate = plan_minutes(todo, args.scale, args.results)
     print(f"{name} at {args.scale}: {len(unique)} runs needed, {len(unique) - len(absent)} completed, "
           f"{len(todo)} to run ({estimate}), {len(blocked)} not runnable here")
     for need in todo:
