@@ -279,3 +279,25 @@ def test_nvml_errors_are_recorded_with_their_text(monkeypatch):
     reasons = {r["metric"]: r["unavailable"] for r in rows if "unavailable" in r}
     assert set(reasons) == set(prof.GPU_UTIL_METRICS) and "Not Supported" in reasons["gpu_util_mean_pct"]
     assert value(rows, "a", "gpu_mem_peak_mb") == 1000
+
+
+def test_cpu_share_tells_a_busy_process_from_a_waiting_one():
+    """Busy work uses its thread's time (share near 1 on one thread); sleeping does not (share near 0),
+    which is how a run that other work slowed down, or that was paused, shows in its summary."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        p = Profiler(lambda rows: None, interval_s=10.0)
+        try:
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                sum(range(1000))
+            busy = p.cpu_share()
+            time.sleep(0.6)
+            waited = p.summary()
+        finally:
+            p.close()
+    finally:
+        torch.set_num_threads(threads)
+    assert busy["threads"] == 1 and busy["cpu_share"] > 0.5
+    assert waited["cpu_seconds"] >= busy["cpu_seconds"] and waited["cpu_share"] < busy["cpu_share"] * 0.6

@@ -247,6 +247,7 @@ class Profiler:
         self._stack: list[_Frame] = []
         self._lock = threading.Lock()
         self._started = time.perf_counter()
+        self._cpu_started = time.process_time()  # every thread of this process, user + system
         self._samples = 0
         self._life_rss = _Stat()
         self.unavailable: dict[str, str] = {}  # metric -> reason (read-only for callers)
@@ -445,10 +446,20 @@ class Profiler:
         """Seconds since the profiler started: the bound on the sum of :attr:`phase_seconds`."""
         return time.perf_counter() - self._started
 
+    def cpu_share(self) -> dict:
+        """CPU seconds this process used since the profiler started, and their share of what its compute
+        threads could have used in that wall time: well below 1 means other work took the cores (or the
+        process was paused), so its wall times are not comparable with an idle machine's."""
+        import torch
+
+        cpu, wall, threads = time.process_time() - self._cpu_started, self.wall_seconds(), torch.get_num_threads()
+        return {"cpu_seconds": cpu, "threads": threads, "cpu_share": cpu / (wall * threads) if wall > 0 else None}
+
     def summary(self) -> dict:
         """The end-of-run summary (finished phases only; None where nothing was measured)::
 
-            {"wall_seconds": float, "phase_seconds_sum": float, "process_peak_rss_mb": float,
+            {"wall_seconds": float, "cpu_seconds": float, "threads": int, "cpu_share": float,
+             "phase_seconds_sum": float, "process_peak_rss_mb": float,
              "sampled_rss_peak_mb": float | None, "samples": int, "sample_interval_s": float,
              "cuda_device": int | None, "nvml_device": "pci_bus_id=..." | None,
              "unavailable": {metric: reason},
@@ -466,7 +477,8 @@ class Profiler:
                              "gpu_mem_mean_mb": t.gpu_mem.mean, "gpu_mem_peak_mb": t.gpu_mem.peak}
                       for name, t in self._totals.items()}
             samples, life_peak = self._samples, self._life_rss.peak
-        return {"wall_seconds": self.wall_seconds(), "phase_seconds_sum": sum(self.phase_seconds.values()),
+        return {"wall_seconds": self.wall_seconds(), **self.cpu_share(),
+                "phase_seconds_sum": sum(self.phase_seconds.values()),
                 "process_peak_rss_mb": process_peak_rss_mb(), "sampled_rss_peak_mb": life_peak,
                 "samples": samples, "sample_interval_s": self.interval_s, "cuda_device": self.cuda_device,
                 "nvml_device": None if self.nvml_selector is None else "=".join(map(str, self.nvml_selector)),
