@@ -63,7 +63,7 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
     from harness.provenance import hardware
 
     from reports.collect import find
-    from reports.render import render_dpf, render_figure, render_paper_only, render_table
+    from reports.render import CLAIMS_HOW_TO_READ, render_dpf, render_figure, render_paper_only, render_table
 
     sections, all_claims, missing, other_missing = [], [], [], []
     precisions: set[str] = set()
@@ -96,7 +96,7 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
             f"- precision of the runs: {', '.join(sorted(precisions)) or 'no runs'}; config overrides: "
             f"{' '.join(overrides) or 'none'}",
             "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference", ""]
-    claims = ["## Claims", "", "| source | claim | holds | evidence |", "|---|---|---|---|"]
+    claims = ["## Claims", "", CLAIMS_HOW_TO_READ, "", "| source | claim | holds | evidence |", "|---|---|---|---|"]
     claims += [f"| {c['source']} | {c['claim']} | {'yes' if c['holds'] else 'no' if c['holds'] is False else 'n/a'} "
                f"| {c['evidence']} |" for c in all_claims]
     needed_by: dict[str, list[str]] = {}

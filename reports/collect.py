@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.io import read_json
+from harness.io import read_json, read_jsonl
 from harness.runstore import RunDir, find_runs, latest_metrics
 from harness.summary import summarize
 
@@ -84,7 +84,8 @@ def run_values(run: RunDir) -> dict:
     best = summary.get("best_step")
     bench_rows = bench.get("rows", [])
     config = read_json(run.config_path)
-    at_best = next((r["scores"] for r in bench_rows if r["step"] == best), bench_rows[-1]["scores"] if bench_rows else {})
+    best_row = next((r for r in bench_rows if r["step"] == best), bench_rows[-1] if bench_rows else None)
+    at_best = best_row["scores"] if best_row else {}
     return {
         "step": last,
         "rouge1": at.get((last, "rouge1")), "rouge2": at.get((last, "rouge2")), "rougeL": at.get((last, "rougeL")),
@@ -100,6 +101,8 @@ def run_values(run: RunDir) -> dict:
         "gpu_mem_gb": None if training.get("gpu_mem_mean_mb") is None else training["gpu_mem_mean_mb"] / 1024,
         "rss_peak_gb": None if not rss else rss / 1024,
         "minutes_per_1k": None if seconds is None or not steps else seconds / steps * 1000 / 60,
+        # the share of its threads' time the run's process got (None: run made before it was recorded)
+        "cpu_share": ((run.status() or {}).get("profile") or {}).get("cpu_share"),
         "humaneval": (at_best.get("humaneval") or {}).get("score"),
         "humaneval_bits_per_byte": (at_best.get("humaneval") or {}).get("bits_per_byte"),
         "precision": (config.get("training") or {}).get("precision"),
@@ -108,4 +111,68 @@ def run_values(run: RunDir) -> dict:
         "benchmarks_by_step": {r["step"]: r["scores"] for r in bench_rows if isinstance(r["step"], int)},
         "checkpoint_steps": list((config.get("training") or {}).get("checkpoint_steps") or []),
         "trained": summary.get("last_step") is not None,  # False: evaluated as is (vanilla), benchmarks at step 0
+        "benchmark_step": best_row["step"] if best_row else None,  # the step "benchmarks" was scored at
+        # where the per-item samples are (reports.render pairs two rows' items within the same suite and seed)
+        "run_dir": str(run.path), "seed": config.get("seed"),
     }
+
+
+VALIDATION_ROUGE = ("rouge1", "rouge2", "rougeL")
+
+
+def item_values(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
+    """One run's per-item values at ``step``, keyed by item id; None where the run kept no samples for them.
+
+    ``metric`` is named as in metrics.jsonl:
+
+    * ``rouge1`` / ``rouge2`` / ``rougeL``: each validation item's ROUGE F1, recomputed from
+      ``samples/validation-step-<step>.jsonl`` with the run's own ``eval.rouge_tokenizer`` exactly as
+      :func:`harness.engine.rouge.rouge_f1` scores it, so their mean is the run's logged value at that step.
+      A ``teacher-forced`` run has none: its ROUGE compared decoded inputs, which the samples do not keep.
+    * ``<benchmark>/score``: 1 for a correct (passed) item, 0 otherwise; HumanEval's several samples of a
+      task are averaged per task (unbiased pass@1). Their mean is the logged score.
+    * ``<benchmark>/bits_per_byte``: each item's ``reference_bits_per_byte``. Their plain mean is not the
+      logged value, which weighs each item by its reference's bytes.
+    """
+    if metric in VALIDATION_ROUGE:
+        return _validation_rouge(run, step, metric)
+    benchmark, _, name = metric.rpartition("/")
+    path = run.samples_dir / f"benchmarks-step-{step}" / f"{benchmark}.jsonl"
+    if not benchmark or name not in ("score", "bits_per_byte") or not path.exists():
+        return None
+
+    def value(row: dict) -> float | None:
+        if name == "score":  # HumanEval rows say "passed", the others "correct"
+            return float(row["passed"] if "passed" in row else row["correct"])
+        return row.get("reference_bits_per_byte")  # absent when the run had continuous metrics off
+
+    id_field = _id_field(benchmark)
+    per_item: dict[str, list[float]] = {}
+    for row in read_jsonl(path):
+        if (v := value(row)) is not None:
+            per_item.setdefault(str(row[id_field]), []).append(float(v))
+    return {item: sum(values) / len(values) for item, values in per_item.items()} or None
+
+
+def _id_field(benchmark: str) -> str:
+    """The row field naming an item of ``benchmark`` (its kind's ``id_field``: "task_id" for HumanEval)."""
+    from benchmarks.registry import BENCHMARKS
+
+    try:
+        return BENCHMARKS.get(benchmark).kind_impl.id_field
+    except KeyError:  # a benchmark no longer registered: its rows still name items by one of these
+        return "id"
+
+
+def _validation_rouge(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
+    from harness.engine.rouge import make_scorer
+
+    path = run.samples_dir / f"validation-step-{step}.jsonl"
+    evaluation = read_json(run.config_path).get("eval") or {}
+    if not path.exists() or evaluation.get("rouge_mode", "generate") != "generate":
+        return None
+    scorer = make_scorer(evaluation.get("rouge_tokenizer", "code"))
+    # A resumed run may have evaluated a step twice (the file is appended to): the later row of an item wins.
+    rows = {str(row["id"]): row for row in read_jsonl(path)}
+    return {item: scorer.score(row["reference"], row["prediction"])[metric].fmeasure
+            for item, row in rows.items()} or None

@@ -5,14 +5,16 @@ and which of the paper's claims hold on our runs. Everything comes from run dire
 
 from __future__ import annotations
 
+import math
 import statistics
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.io import atomic_write_text
+from harness.runstore import RunDir
 
-from reports.collect import Found, run_values
+from reports.collect import Found, item_values, run_values
 from reports.paper_numbers import lookup
 from reports.spec import ROLE_BY_NAME, TABLE4_EXPERTS, Spec
 
@@ -59,11 +61,12 @@ def _paper(spec: Spec, row: str, column: str) -> float | None:
     return hits[0]["value"] if hits else None
 
 
-def table_frame(spec: Spec, found: list[Found]):
-    """One row per paper row: for each column, ours (mean over seeds), its std, the paper's and n."""
+def table_frame(spec: Spec, found: list[Found], values: dict[str, list[dict]] | None = None):
+    """One row per paper row: for each column, ours (mean over seeds), its std, the paper's and n
+    (``values``: :func:`_values` of ``found``, when the caller has them already)."""
     import pandas as pd
 
-    values = _values(found)
+    values = _values(found) if values is None else values
     records = []
     for row in spec.rows:
         runs = values.get(row.label, [])
@@ -169,7 +172,8 @@ def steps_markdown(spec: Spec, frame, found: list[Found]) -> str:
 
 
 def render_table(spec: Spec, found: list[Found], out: Path) -> Rendered:
-    frame = table_frame(spec, found)
+    values = _values(found)
+    frame = table_frame(spec, found, values)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{spec.name}.csv", out / f"{spec.name}.md", out / f"{spec.name}.tex"]
     atomic_write_text(files[0], frame.to_csv(index=False))
@@ -178,7 +182,7 @@ def render_table(spec: Spec, found: list[Found], out: Path) -> Rendered:
     ours = frame[["row", *[c.label for c in spec.columns]]].set_index("row")
     atomic_write_text(files[2], ours.to_latex(float_format="%.3f", na_rep="--"))
     rendered = Rendered(spec, markdown, files, missing=[f for f in found if f.run is None])
-    rendered.claims = table_claims(spec, frame)
+    rendered.claims = table_claims(spec, frame, values)
     return rendered
 
 
@@ -239,11 +243,13 @@ def render_figure(spec: Spec, found: list[Found], out: Path) -> Rendered:
                         fontsize=8)
         ax.set_ylabel("minutes per 1k training steps")
         ax.tick_params(axis="x", labelsize=8)
+        shares = {lab: [v.get("cpu_share") for v in values.get(lab, [])] for lab in labels}
         lines = [f"- {lab}: " + ("no run" if m is None else f"{m:.1f} min per 1k steps")
                  + (f", HumanEval {s:.3f}" if s is not None else "")
                  + (f" (paper {p:g})" if (p := _paper(spec, lab, "time per 1k training steps")) is not None else "")
+                 + "".join(f"; CPU share {c:.0%}" for c in shares[lab] if c is not None)
                  for lab, m, s in zip(labels, minutes, scores)]
-        claims = cost_claims(dict(zip(labels, minutes)), {lab: len(values.get(lab, [])) for lab in labels})
+        claims = cost_claims(dict(zip(labels, minutes)), {lab: len(values.get(lab, [])) for lab in labels}, shares)
     lines += [f"- {label}: not runnable here: {why}" for label, why in blocked.items()]
     fig.suptitle(spec.title, fontsize=9)
     fig.tight_layout()
@@ -290,11 +296,143 @@ def _runs_text(counts: dict[str, int]) -> str:
     return "runs: " + ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def table_claims(spec: Spec, frame) -> list[dict]:
+# --- paired differences over items ----------------------------------------------------------------
+# A claim compares two rows' means. At micro scale (50 benchmark items, 100 validation items) a gap of
+# several points can be noise; pairing the items both rows scored cancels how hard each item is, and the
+# interval of the mean difference says whether the gap stands out from what is left.
+
+# The line heading report.md's claims section (reports.cli writes that section).
+CLAIMS_HOW_TO_READ = ("How to read the evidence: \"paired over N items: Δ\" is the mean per-item difference between "
+                      "the two rows compared (the one the claim is about minus the other, or as named \"A − B\"), "
+                      "over the same items both scored, with its 95% interval (mean ± 1.96 standard errors); "
+                      "\"within noise\" means the interval holds 0: the data cannot tell the two apart, whatever "
+                      "\"holds\" says of the means.")
+Z95 = 1.96  # normal quantile of a two-sided 95% interval
+
+
+def paired_difference(a: dict, b: dict) -> dict | None:
+    """``a − b`` over the item ids both have (item id → value each): ``{"n", "mean", "se", "low", "high",
+    "distinguishable"}``. ``se`` is the sample standard deviation of the differences / sqrt(n), the interval
+    ``mean ± 1.96 se``, and ``distinguishable`` whether it excludes 0. One shared item has no standard error:
+    ``se``, the interval and ``distinguishable`` are None. None: no id in common."""
+    shared = sorted(a.keys() & b.keys())
+    if not shared:
+        return None
+    differences = [a[item] - b[item] for item in shared]
+    mean = statistics.fmean(differences)
+    if len(differences) == 1:
+        return {"n": 1, "mean": mean, "se": None, "low": None, "high": None, "distinguishable": None}
+    se = statistics.stdev(differences) / math.sqrt(len(differences))
+    low, high = mean - Z95 * se, mean + Z95 * se
+    return {"n": len(differences), "mean": mean, "se": se, "low": low, "high": high,
+            "distinguishable": low > 0 or high < 0}
+
+
+def paired_over_runs(a: dict[tuple, dict], b: dict[tuple, dict]) -> dict | None:
+    """:func:`paired_difference` of two rows that may each have several runs, keyed by ``(suite, seed)``.
+
+    Items are paired within each run key both rows have (same seed, same suite), and each item's values are
+    averaged over those keys before the differences' mean and standard error are taken: with several seeds an
+    item still counts once, its difference averaged over seeds, so seeds do not pose as more items. The
+    result adds ``runs``, the number of keys paired; None where no item is shared within a shared key."""
+    keys = [key for key in a if key in b]
+    sums_a: dict[str, float] = {}
+    sums_b: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for key in keys:
+        for item in a[key].keys() & b[key].keys():
+            sums_a[item] = sums_a.get(item, 0.0) + a[key][item]
+            sums_b[item] = sums_b.get(item, 0.0) + b[key][item]
+            counts[item] = counts.get(item, 0) + 1
+    stats = paired_difference({i: v / counts[i] for i, v in sums_a.items()},
+                              {i: v / counts[i] for i, v in sums_b.items()})
+    return None if stats is None else {**stats, "runs": len(keys)}
+
+
+def items_by_run(runs: list[dict], metric: str, step_of) -> dict[tuple, dict]:
+    """``(suite, seed)`` → item id → value (:func:`reports.collect.item_values`) for each of ``runs``
+    (:func:`reports.collect.run_values` dicts) at ``step_of(run)``; runs without per-item samples there are
+    left out."""
+    out = {}
+    for run in runs:
+        step = step_of(run)
+        if run.get("run_dir") is None or step is None:
+            continue
+        values = item_values(RunDir(Path(run["run_dir"])), step, metric)
+        if values:
+            out[(run.get("suite"), run.get("seed"))] = values
+    return out
+
+
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def _difference_text(stats: dict, digits: int, scale: float) -> str:
+    """The difference and its interval, ``Δ +0.018 [95% CI +0.006, +0.030]``; ``no item differs`` where every
+    difference is 0 (both rows failing every item of a hard benchmark: an interval of width 0 would only look
+    precise)."""
+    if stats["se"] == 0 and stats["mean"] == 0:
+        return "no item differs"
+    interval = ("" if stats["se"] is None else
+                f" [95% CI {_signed(stats['low'] * scale, digits)}, {_signed(stats['high'] * scale, digits)}]")
+    return f"Δ {_signed(stats['mean'] * scale, digits)}{interval}"
+
+
+def paired_text(stats: dict | None, digits: int, scale: float = 1.0) -> str:
+    """``paired over 100 items: Δ +0.018 [95% CI +0.006, +0.030], distinguishable from noise`` (or ``within
+    noise``), the values ×``scale`` as the claim shows them."""
+    if stats is None:
+        return "no items scored by both"
+    runs = f" × {stats['runs']} runs" if stats.get("runs", 1) > 1 else ""
+    head = f"paired over {stats['n']} item{'s' * (stats['n'] != 1)}{runs}: {_difference_text(stats, digits, scale)}"
+    if stats["se"] is None:
+        return head + ", no standard error from one item"
+    return head + (", distinguishable from noise" if stats["distinguishable"] else ", within noise")
+
+
+def paired_evidence(ours: list[dict], base: list[dict], metric: str, step_of, digits: int,
+                    scale: float = 1.0) -> str:
+    """Evidence on ``ours − base`` (two rows' runs) over their items of ``metric`` at ``step_of(run)``."""
+    ours_items, base_items = items_by_run(ours, metric, step_of), items_by_run(base, metric, step_of)
+    if not ours_items or not base_items:
+        return "no per-item samples"
+    return paired_text(paired_over_runs(ours_items, base_items), digits, scale)
+
+
+def paired_by_step(ours: list[dict], base: list[dict], metric: str, steps: dict, digits: int,
+                   scale: float = 1.0) -> str:
+    """A summary of ``ours − base`` at several steps (a label → a function of a run giving its step there):
+    "paired over 50 items: distinguishable from noise at 1 of 4 steps (1k Δ +2.0 [95% CI -3.1, +7.1], ...)"."""
+    parts, distinguishable, compared, items = [], 0, 0, set()
+    for label, step_of in steps.items():
+        ours_items, base_items = items_by_run(ours, metric, step_of), items_by_run(base, metric, step_of)
+        stats = paired_over_runs(ours_items, base_items) if ours_items and base_items else None
+        if stats is None:
+            continue
+        compared += 1
+        distinguishable += bool(stats["distinguishable"])
+        items.add(stats["n"])
+        parts.append(f"{label} {_difference_text(stats, digits, scale)}")
+    if not compared:
+        return "no per-item samples"
+    n = "/".join(str(k) for k in sorted(items))
+    return (f"paired over {n} items: distinguishable from noise at {distinguishable} of {compared} "
+            f"step{'s' * (compared != 1)} ({', '.join(parts)})")
+
+
+def _last_evaluation(run: dict) -> int | None:
+    return run.get("step")
+
+
+def table_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
+    """The claims a table bears on; ``values`` (row label → its runs' :func:`run_values`) gives the per-item
+    samples the evidence pairs (without them it says "no per-item samples")."""
+    values = values or {}
     if spec.name == "table1":
-        return table1_claims(spec, frame)
+        return table1_claims(spec, frame, values)
     if spec.name == "table4":
-        return table4_claims(spec, frame)
+        return table4_claims(spec, frame, values)
     col = "ROUGE-1"
     value = {r["row"]: (None if r[col] != r[col] else r[col]) for _, r in frame.iterrows()} if col in frame else {}
     runs = _runs_text({r["row"]: r["runs"] for _, r in frame.iterrows()})
@@ -306,18 +444,37 @@ def table_claims(spec: Spec, frame) -> list[dict]:
             return [{"claim": claim, "holds": None, "evidence": MISSING}]
         full, dpf, exp, fus, emb = (value[k] for k in ("Pen2Sword", "w/o DPF Selection", "w/o Expansion",
                                                        "w/o Fusion", "w/o Embedding Training"))
+        # Each link of the claimed chain, paired: the lower of the two "≈" rows against w/o Fusion below them,
+        # the two against each other, and Pen2Sword against the higher of them.
+        lower, higher = sorted(("w/o DPF Selection", "w/o Embedding Training"), key=value.get)
+        links = [("w/o Fusion", "w/o Expansion"), (lower, "w/o Fusion"),
+                 ("w/o DPF Selection", "w/o Embedding Training"), ("Pen2Sword", higher)]
+        paired = "; ".join(f"{a} − {b} " + paired_evidence(values.get(a, []), values.get(b, []), "rouge1",
+                                                           _last_evaluation, 4) for a, b in links)
         return [{"claim": claim, "holds": exp < fus < min(dpf, emb) and max(dpf, emb) <= full,
                  "evidence": f"expansion {exp:.4f}, fusion {fus:.4f}, dpf {dpf:.4f}, embedding {emb:.4f}, "
-                             f"full {full:.4f}; {runs}"}]
+                             f"full {full:.4f}; {runs}; {paired}"}]
     if spec.name == "table5":
-        return table5_claims(spec, frame)
+        return table5_claims(spec, frame, values)
     return []
 
 
-def table1_claims(spec: Spec, frame) -> list[dict]:
-    """Pen2Sword is best on HumanEval, MATH, Physics and Politics; its MMLU stays within 5% of the Vanilla Model."""
+def _benchmark_step(run: dict) -> int | None:
+    return run.get("benchmark_step")
+
+
+def table1_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
+    """Pen2Sword is best on HumanEval, MATH, Physics and Politics; its MMLU stays within 5% of the Vanilla Model.
+    The evidence pairs Pen2Sword with the runner-up (the best other row) over the benchmark's items, each run
+    at its best step, on the score and, where the table has it, the reference's bits per byte."""
+    values = values or {}
     claims = []
     p2s, vanilla = "Vanilla Model + LoRA + Pen2Sword", "Vanilla Model"
+    rows = {r["row"]: r for _, r in frame.iterrows()}
+
+    def runs_of(row: str, suites: tuple[str, ...]) -> list[dict]:  # the runs that feed a column of those suites
+        return [v for v in values.get(row, []) if v.get("suite") in suites]
+
     for column in ("Code Ability / HumanEval", "Math Ability / MATH", "Specialized Adaptation / Physics",
                    "Specialized Adaptation / Politics"):
         claim = f"Pen2Sword is best on {column} (paper: {_paper(spec, p2s, column):g})"
@@ -325,25 +482,35 @@ def table1_claims(spec: Spec, frame) -> list[dict]:
         if any(v is None for v in scores.values()):
             claims.append({"claim": claim, "holds": None, "evidence": MISSING})
             continue
-        suites = next(c.suites for c in spec.columns if c.label == column)
-        runs = _runs_text({r["row"]: sum(r[f"runs {s}"] for s in suites) for _, r in frame.iterrows()})
+        col = next(c for c in spec.columns if c.label == column)
+        runs = _runs_text({r["row"]: sum(r[f"runs {s}"] for s in col.suites) for _, r in frame.iterrows()})
         best = max(scores.values())
+        runner_up = max((k for k in scores if k != p2s), key=lambda k: scores[k])
+        ours, theirs = runs_of(p2s, col.suites), runs_of(runner_up, col.suites)
+        paired = (f"Pen2Sword − {runner_up.replace(vanilla, 'VM')} "
+                  + paired_evidence(ours, theirs, f"{col.benchmark}/score", _benchmark_step, 1, 100))
+        bits = f"{column} (bits/byte)"
+        if bits in frame and all(_clean(rows[k][bits]) is not None for k in (p2s, runner_up)):
+            paired += "; bits/byte " + paired_evidence(ours, theirs, f"{col.benchmark}/bits_per_byte",
+                                                       _benchmark_step, 3)
         claims.append({"claim": claim, "holds": scores[p2s] >= best and list(scores.values()).count(best) == 1,
                        "evidence": ", ".join(f"{k.replace(vanilla, 'VM')} {v:.1f}" for k, v in scores.items())
-                                   + f"; {runs}"})
+                                   + f"; {runs}; {paired}"})
     column = "General Ability / MMLU"
     paper_change = lookup(source="table1", row=p2s, column=column)[0]["change_pct"]
     claim = f"Pen2Sword's MMLU stays within 5% of the Vanilla Model's (paper: {paper_change:+.1f}%)"
-    rows = {r["row"]: r for _, r in frame.iterrows()}
     ours, base = (_clean(rows[k][column]) if k in rows else None for k in (p2s, vanilla))
     if ours is None or base is None:
         claims.append({"claim": claim, "holds": None, "evidence": MISSING})
     else:
         change = _clean(rows[p2s][f"{column} change %"])
         runs = _runs_text({"Pen2Sword": rows[p2s]["runs"], "Vanilla": rows[vanilla]["runs"]})
+        col = next(c for c in spec.columns if c.label == column)
+        paired = "Pen2Sword − Vanilla " + paired_evidence(runs_of(p2s, col.suites), runs_of(vanilla, col.suites),
+                                                          f"{col.benchmark}/score", _benchmark_step, 1, 100)
         claims.append({"claim": claim, "holds": change is not None and abs(change) <= 5.0,
                        "evidence": f"Pen2Sword {ours:.1f} vs Vanilla {base:.1f}"
-                                   + ("" if change is None else f" ({change:+.1f}%)") + f"; {runs}"})
+                                   + ("" if change is None else f" ({change:+.1f}%)") + f"; {runs}; {paired}"})
     return claims
 
 
@@ -356,9 +523,22 @@ def beats_at_every_step(ours: dict[str, float | None], base: dict[str, float | N
     return all(ours[s] > base[s] for s in steps)
 
 
-def table4_claims(spec: Spec, frame) -> list[dict]:
+def _checkpoint_step(index: int):
+    """A run's step at its ``index``-th checkpoint (as :func:`_scores_at_checkpoint` reads it: 0 for a run that
+    did not train; None past its last checkpoint)."""
+    def step_of(run: dict) -> int | None:
+        steps = run.get("checkpoint_steps") or []
+        if index >= len(steps):
+            return None
+        return steps[index] if run.get("trained") else 0
+    return step_of
+
+
+def table4_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
     """Per expert: Pen2Sword beats LoRA on HumanEval at every step. The paper's text says so of its code
-    experts; the evidence also says whether the paper's own numbers bear it out for that expert."""
+    experts; the evidence also says whether the paper's own numbers bear it out for that expert, and at how
+    many steps the two are apart beyond noise, paired over HumanEval's items."""
+    values = values or {}
     scores = [c for c in spec.columns if c.benchmark == "humaneval" and c.metric == "score"]
     bits = {c.checkpoint: c.label for c in spec.columns if c.benchmark == "humaneval" and c.metric == "bits_per_byte"}
     rows = {r["row"]: r for _, r in frame.iterrows()}
@@ -385,26 +565,56 @@ def table4_claims(spec: Spec, frame) -> list[dict]:
             compared = [k for k in ours if ours[k] is not None and None not in (ours_bits[k], base_bits[k])]
             lower = sum(ours_bits[k] < base_bits[k] for k in compared)
             runs = _runs_text({"Pen2Sword": rows[p2s]["runs code"], "LoRA": rows[lora]["runs code"]})
+            code_runs = {row: [v for v in values.get(row, []) if v.get("suite") == "code"] for row in (p2s, lora)}
+            paired = paired_by_step(code_runs[p2s], code_runs[lora], "humaneval/score",
+                                    {c.label.split("step=")[1]: _checkpoint_step(c.checkpoint) for c in scores
+                                     if ours[c.label.split("step=")[1]] is not None}, 1, 100)
             evidence = (", ".join(f"{k} {ours[k]:.1f} vs {base[k]:.1f}" for k in ours if ours[k] is not None)
-                        + f"; bits/byte lower at {lower} of {len(compared)} steps; {runs}; {paper_text}")
+                        + f"; {paired}; bits/byte lower at {lower} of {len(compared)} steps; {runs}; {paper_text}")
         claims.append({"claim": f"Pen2Sword ({name}) beats LoRA at every step on HumanEval", "holds": holds,
                        "evidence": evidence})
     return claims
 
 
-def _ratio_claim(claim: str, ours: float | None, base: float | None, base_name: str, holds_if, runs: str) -> dict:
-    """A claim on ours / base (a cost ratio): ``holds_if(ratio)``."""
+# A run whose process got less of its threads' CPU time than this shared the machine or was paused: its wall
+# time says more about the other work than about the method.
+MIN_CPU_SHARE = 0.8
+
+
+def timing_caveat(shares: dict[str, list[float | None]]) -> str | None:
+    """Why the wall times of these rows (row → each run's CPU share) cannot be compared, or None if they can."""
+    unknown = [row for row, values in shares.items() if any(v is None for v in values)]
+    busy = {row: min(v for v in values if v is not None) for row, values in shares.items()
+            if any(v is not None and v < MIN_CPU_SHARE for v in values)}
+    if busy:
+        return ("timings not comparable: " + ", ".join(f"{row}'s run got {share:.0%} of its threads' CPU time"
+                                                       for row, share in busy.items())
+                + " (other work ran beside it, or it was paused); rerun on an idle machine")
+    if unknown:
+        return f"CPU share not recorded for {', '.join(unknown)} (runs made before it was): comparable only if idle"
+    return None
+
+
+def _ratio_claim(claim: str, ours: float | None, base: float | None, base_name: str, holds_if, runs: str,
+                 caveat: str | None = None) -> dict:
+    """A claim on ours / base (a cost ratio): ``holds_if(ratio)``; a timing ``caveat`` that says the runs
+    cannot be compared (:func:`timing_caveat`) leaves it undecided."""
     if ours is None or base is None:
         return {"claim": claim, "holds": None, "evidence": MISSING}
     if base == 0:
         return {"claim": claim, "holds": None, "evidence": f"{base_name}'s value is 0: no ratio; {runs}"}
     ratio = ours / base
-    return {"claim": claim, "holds": holds_if(ratio),
-            "evidence": f"{ours:.3g} vs {base_name} {base:.3g}: {ratio:.2f}x; {runs}"}
+    evidence = f"{ours:.3g} vs {base_name} {base:.3g}: {ratio:.2f}x; {runs}"
+    if caveat is None:
+        return {"claim": claim, "holds": holds_if(ratio), "evidence": evidence}
+    undecided = caveat.startswith("timings not comparable")
+    return {"claim": claim, "holds": None if undecided else holds_if(ratio), "evidence": f"{evidence}; {caveat}"}
 
 
-def table5_claims(spec: Spec, frame) -> list[dict]:
-    """ROUGE-1 above LoRA's; time per 1k steps and memory within 15% of LoRA's; FFT's memory far above."""
+def table5_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
+    """ROUGE-1 above LoRA's (paired over the validation items at each run's last evaluation); time per 1k steps
+    and memory within 15% of LoRA's; FFT's memory far above."""
+    values = values or {}
     rows = {r["row"]: r for _, r in frame.iterrows()}
 
     def paper_memory_ratio(row: str) -> float:
@@ -426,13 +636,15 @@ def table5_claims(spec: Spec, frame) -> list[dict]:
         ours, base = value(row, "ROUGE-1"), value(lora, "ROUGE-1")
         rouge = {"claim": f"{short} reaches a higher ROUGE-1 than LoRA", "holds": None, "evidence": MISSING}
         if None not in (ours, base):
-            rouge.update(holds=ours > base, evidence=f"{ours:.4f} vs LoRA {base:.4f}; {both}")
+            paired = paired_evidence(values.get(row, []), values.get(lora, []), "rouge1", _last_evaluation, 4)
+            rouge.update(holds=ours > base, evidence=f"{ours:.4f} vs LoRA {base:.4f}; {both}; {paired}")
         claims.append(rouge)
         paper_minutes = (f" (paper, Figure 2c: {_paper_minutes('Pen2Sword'):g} vs {_paper_minutes('LoRA'):g})"
                          if short == "Pen2Sword" else "")  # the paper times Pen2Sword-F nowhere
+        caveat = timing_caveat({name: [v.get("cpu_share") for v in values.get(name, [])] for name in (row, lora)})
         claims.append(_ratio_claim(f"{short}'s minutes per 1k steps are within 15% of LoRA's{paper_minutes}",
                                    value(row, "Minutes per 1k steps"), value(lora, "Minutes per 1k steps"), "LoRA",
-                                   lambda r: abs(r - 1) <= 0.15, both))
+                                   lambda r: abs(r - 1) <= 0.15, both, caveat))
         claims.append(_ratio_claim(f"{short}'s {memory} is within 15% of LoRA's (paper: {paper_memory_ratio(row):.2f}x "
                                    "GPU memory)", value(row, memory), value(lora, memory), "LoRA",
                                    lambda r: abs(r - 1) <= 0.15, both))
@@ -497,6 +709,11 @@ def at_least_at_every_step(ours: dict[int, float], base: dict[int, float], steps
     return all(ours[s] >= base[s] for s in steps)
 
 
+def _last_common_step(*curves: dict[int, float]) -> int | None:
+    common = set.intersection(*(set(c) for c in curves))
+    return max(common) if common else None
+
+
 def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
     def curve(label: str, metric: str = "rouge1") -> dict[int, float]:
         return _mean_curve(values.get(label) or [], metric)
@@ -504,8 +721,24 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
     def runs(*labels: str) -> str:
         return _runs_text({label: len(values.get(label) or []) for label in labels})
 
+    def paired_rouge(ours: str, base: str) -> str:
+        """``ours − base`` over the validation items at the last step both curves have."""
+        step = _last_common_step(curve(ours), curve(base))
+        return f"{ours} − {base} " + paired_evidence(values.get(ours) or [], values.get(base) or [], "rouge1",
+                                                     lambda run: step, 4)
+
     def pair(base: str, ours: str) -> list[dict]:
-        return convergence_claims(base, curve(base), ours, curve(ours), runs(base, ours))
+        claims = convergence_claims(base, curve(base), ours, curve(ours), runs(base, ours))
+        if claims[1]["holds"] is not None:  # "higher at the same budget": is the gap at that step beyond noise?
+            claims[1]["evidence"] += "; " + paired_rouge(ours, base)
+        return claims
+
+    def paired_with_runner_up(labels: dict[str, str], expected: str) -> str:
+        """The expected-best curve against the next highest at the last common step (short names → rows)."""
+        curves = {k: curve(v) for k, v in labels.items()}
+        step = _last_common_step(*curves.values())
+        runner_up = max((k for k in curves if k != expected), key=lambda k: curves[k][step])
+        return "; " + paired_rouge(labels[expected], labels[runner_up])
 
     if spec.name in ("figure2a", "figure2b"):
         claims = pair("LoRA", "Pen2Sword")
@@ -522,6 +755,8 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
         labels = {"DR 80%": "Pen2Sword, DR 80%", "DR 67%": "Pen2Sword, DR 67%"}  # short name → row
         holds, evidence = best_at_last_common_step({k: curve(v) for k, v in labels.items()}, "DR 80%",
                                                    _runs_text({k: len(values.get(v) or []) for k, v in labels.items()}))
+        if holds is not None:
+            evidence += paired_with_runner_up(labels, "DR 80%")
         return [{"claim": "DR 80% reaches a higher ROUGE-1 than DR 67% at the last common step (paper: DR 67% "
                           "degrades significantly)", "holds": holds, "evidence": evidence}]
     if spec.name == "figure5":
@@ -529,6 +764,8 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
         labels = {r.label.removeprefix("Pen2Sword "): r.label for r in spec.rows if r.label != "LoRA"}
         holds, evidence = best_at_last_common_step({k: curve(v) for k, v in labels.items()}, "α=0.5",
                                                    _runs_text({k: len(values.get(v) or []) for k, v in labels.items()}))
+        if holds is not None:
+            evidence += paired_with_runner_up(labels, "α=0.5")
         return [{"claim": "α=0.5 has the highest ROUGE-1 of the three α at the last common step", "holds": holds,
                  "evidence": evidence},
                 convergence_claims("LoRA", curve("LoRA"), "Pen2Sword α=0.5", curve("Pen2Sword α=0.5"),
@@ -547,9 +784,11 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
                 claims.append({"claim": claim, "holds": None, "evidence": MISSING})
                 continue
             ties = all(ours_curve[s] == base_curve[s] for s in steps)
+            paired = paired_by_step(values.get(ours) or [], values.get(base) or [], "humaneval/score",
+                                    {f"step {s}": (lambda run, s=s: s) for s in steps}, 3)
             claims.append({"claim": claim, "holds": holds,
                            "evidence": ", ".join(f"step {s} {ours_curve[s]:.3f} vs {base_curve[s]:.3f}" for s in steps)
-                                       + (" (tied at every step)" if ties else "") + f"; {runs(ours, base)}"})
+                                       + (" (tied at every step)" if ties else "") + f"; {paired}; {runs(ours, base)}"})
         return claims
     return []  # Figure 6: ROUGE-2, ROUGE-L and eval loss are shown, the paper draws no claim from them
 
@@ -559,8 +798,11 @@ def _paper_minutes(name: str) -> float:
     return lookup(source="figure2c", row=name, column="time per 1k training steps")[0]["value"]
 
 
-def cost_claims(minutes: dict[str, float | None], counts: dict[str, int]) -> list[dict]:
-    """Figure 2c: Pen2Sword costs what LoRA costs per 1k steps; Weak2Strong and ProxyTuning cost more."""
+def cost_claims(minutes: dict[str, float | None], counts: dict[str, int],
+                shares: dict[str, list[float | None]] | None = None) -> list[dict]:
+    """Figure 2c: Pen2Sword costs what LoRA costs per 1k steps; Weak2Strong and ProxyTuning cost more.
+    ``shares``: row → each run's CPU share (:func:`timing_caveat`)."""
+    shares = shares or {}
     lora = _paper_minutes("LoRA")
     claims = []
     for name, claim, holds_if in (
@@ -570,8 +812,9 @@ def cost_claims(minutes: dict[str, float | None], counts: dict[str, int]) -> lis
                             f"{_paper_minutes('Weak2Strong') / lora:.1f}x)", lambda r: r > 1.0),
             ("ProxyTuning", f"ProxyTuning costs more than LoRA per 1k steps (paper: "
                             f"{_paper_minutes('ProxyTuning') / lora:.1f}x)", lambda r: r > 1.0)):
+        caveat = timing_caveat({n: shares[n] for n in (name, "LoRA") if n in shares})
         claims.append(_ratio_claim(claim, minutes.get(name), minutes.get("LoRA"), "LoRA", holds_if,
-                                   _runs_text({name: counts.get(name, 0), "LoRA": counts.get("LoRA", 0)})))
+                                   _runs_text({name: counts.get(name, 0), "LoRA": counts.get("LoRA", 0)}), caveat))
     return claims
 
 

@@ -199,3 +199,20 @@ def test_alpha_dimension_ratio_and_combination_claims():
     alone, combined = curve_claims(SPECS["figure7a"], humaneval)
     assert alone["holds"] is True and "step 1 0.200 vs 0.100" in alone["evidence"]
     assert combined["holds"] is False
+
+
+def test_timing_claims_are_undecided_when_a_run_shared_its_machine():
+    from reports.render import cost_claims, timing_caveat
+
+    assert timing_caveat({"LoRA": [0.97], "Pen2Sword": [0.91, 0.95]}) is None
+    assert "LoRA's run got 40% of its threads' CPU time" in timing_caveat({"LoRA": [0.4], "Pen2Sword": [0.95]})
+    assert "not recorded for Pen2Sword" in timing_caveat({"LoRA": [0.9], "Pen2Sword": [None]})
+    minutes, counts = {"LoRA": 10.0, "Pen2Sword": 10.5, "Weak2Strong": 30.0}, {"LoRA": 1, "Pen2Sword": 1,
+                                                                                "Weak2Strong": 1}
+    idle = {c["claim"].split(" ")[0]: c for c in cost_claims(minutes, counts, {k: [0.95] for k in minutes})}
+    assert idle["Pen2Sword"]["holds"] is True and idle["Weak2Strong"]["holds"] is True
+    busy = {c["claim"].split(" ")[0]: c for c in cost_claims(minutes, counts, {"LoRA": [0.5], "Pen2Sword": [0.95],
+                                                                                "Weak2Strong": [0.95]})}
+    assert busy["Pen2Sword"]["holds"] is None and "timings not comparable" in busy["Pen2Sword"]["evidence"]
+    unknown = {c["claim"].split(" ")[0]: c for c in cost_claims(minutes, counts, {k: [None] for k in minutes})}
+    assert unknown["Pen2Sword"]["holds"] is True and "not recorded" in unknown["Pen2Sword"]["evidence"]
