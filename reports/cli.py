@@ -97,8 +97,7 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
             f"{' '.join(overrides) or 'none'}",
             "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference", ""]
     claims = ["## Claims", "", CLAIMS_HOW_TO_READ, "", "| source | claim | holds | evidence |", "|---|---|---|---|"]
-    claims += [f"| {c['source']} | {c['claim']} | {'yes' if c['holds'] else 'no' if c['holds'] is False else 'n/a'} "
-               f"| {c['evidence']} |" for c in all_claims]
+    claims += [f"| {c['source']} | {c['claim']} | {holds_text(c)} | {c['evidence']} |" for c in all_claims]
     needed_by: dict[str, list[str]] = {}
     for f in missing:
         needed_by.setdefault(f.need.run_id, []).append(f.need.spec)
@@ -120,6 +119,15 @@ def _missing_line(found: Found, specs: list[str], scale: str, overrides: tuple[s
     if found.need.not_runnable:
         return f"- not runnable here: {command}): {found.need.not_runnable}"
     return f"- {command}; {found.state})"
+
+
+def holds_text(claim: dict) -> str:
+    """yes / no / n/a, and "within noise" where the one paired comparison the claim rests on cannot tell the
+    two rows apart (so a "yes" on means that differ in the fifth decimal does not read as a finding)."""
+    text = {True: "yes", False: "no"}.get(claim["holds"], "n/a")
+    evidence = claim.get("evidence", "")
+    undecided = ("within noise" in evidence or "no item differs" in evidence) and "distinguishable" not in evidence
+    return f"{text}, within noise" if claim["holds"] is not None and undecided else text
 
 
 def plan_minutes(todo, scale: str, results) -> str:

@@ -216,3 +216,13 @@ def test_timing_claims_are_undecided_when_a_run_shared_its_machine():
     assert busy["Pen2Sword"]["holds"] is None and "timings not comparable" in busy["Pen2Sword"]["evidence"]
     unknown = {c["claim"].split(" ")[0]: c for c in cost_claims(minutes, counts, {k: [None] for k in minutes})}
     assert unknown["Pen2Sword"]["holds"] is True and "not recorded" in unknown["Pen2Sword"]["evidence"]
+
+
+def test_a_claim_resting_on_one_indistinguishable_pair_reads_within_noise():
+    from reports.cli import holds_text
+
+    pair = "Pen2Sword − LoRA paired over 100 items: Δ +0.0000 [95% CI -0.0000, +0.0000]"
+    assert holds_text({"holds": True, "evidence": f"{pair}, within noise"}) == "yes, within noise"
+    assert holds_text({"holds": True, "evidence": f"{pair}, distinguishable from noise"}) == "yes"
+    assert holds_text({"holds": False, "evidence": "a, within noise; b, distinguishable from noise"}) == "no"
+    assert holds_text({"holds": None, "evidence": "runs missing"}) == "n/a"
