@@ -226,3 +226,13 @@ def test_a_claim_resting_on_one_indistinguishable_pair_reads_within_noise():
     assert holds_text({"holds": True, "evidence": f"{pair}, distinguishable from noise"}) == "yes"
     assert holds_text({"holds": False, "evidence": "a, within noise; b, distinguishable from noise"}) == "no"
     assert holds_text({"holds": None, "evidence": "runs missing"}) == "n/a"
+
+
+def test_the_continuous_check_beside_rouge_compares_bits_per_byte_at_the_last_common_step():
+    from reports.render import lower_bits_claim
+
+    lora, p2s = {0: 2.73, 250: 2.60, 500: 2.46}, {0: 2.75, 250: 2.55, 500: 2.45, 550: 2.0}
+    claim = lower_bits_claim(lora, p2s, "1 run each")
+    assert claim["holds"] is True and "step 500: Pen2Sword 2.4500, LoRA 2.4600" in claim["evidence"]
+    assert lower_bits_claim({0: 2.7, 500: 2.4}, {0: 2.7, 500: 2.5}, "")["holds"] is False
+    assert lower_bits_claim({}, p2s, "")["holds"] is None
