@@ -591,14 +591,15 @@ def timing_caveat(shares: dict[str, list[float | None]]) -> str | None:
                                                        for row, share in busy.items())
                 + " (other work ran beside it, or it was paused); rerun on an idle machine")
     if unknown:
-        return f"CPU share not recorded for {', '.join(unknown)} (runs made before it was): comparable only if idle"
+        return (f"CPU share not recorded for {', '.join(unknown)} (runs made before it was): cannot tell whether "
+                "other work slowed them; rerun to decide")
     return None
 
 
 def _ratio_claim(claim: str, ours: float | None, base: float | None, base_name: str, holds_if, runs: str,
                  caveat: str | None = None) -> dict:
-    """A claim on ours / base (a cost ratio): ``holds_if(ratio)``; a timing ``caveat`` that says the runs
-    cannot be compared (:func:`timing_caveat`) leaves it undecided."""
+    """A claim on ours / base (a cost ratio): ``holds_if(ratio)``; a timing ``caveat`` (:func:`timing_caveat`:
+    a run shared its machine, or did not record whether it did) leaves it undecided."""
     if ours is None or base is None:
         return {"claim": claim, "holds": None, "evidence": MISSING}
     if base == 0:
@@ -607,8 +608,9 @@ def _ratio_claim(claim: str, ours: float | None, base: float | None, base_name: 
     evidence = f"{ours:.3g} vs {base_name} {base:.3g}: {ratio:.2f}x; {runs}"
     if caveat is None:
         return {"claim": claim, "holds": holds_if(ratio), "evidence": evidence}
-    undecided = caveat.startswith("timings not comparable")
-    return {"claim": claim, "holds": None if undecided else holds_if(ratio), "evidence": f"{evidence}; {caveat}"}
+    # A run that shared its machine, or whose share was not recorded, cannot decide a timing claim: its wall
+    # time may measure the other work (or a pause) rather than the method.
+    return {"claim": claim, "holds": None, "evidence": f"{evidence}; {caveat}"}
 
 
 def table5_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:

@@ -106,8 +106,9 @@ def test_claims_without_samples_say_so():
     def run(curve: list[tuple[int, float]], metric: str = "rouge1", checkpoints: tuple[int, ...] = ()) -> dict:
         return {"curves": {metric: curve}, "checkpoint_steps": list(checkpoints)}  # an old run: no run_dir
 
-    faster, higher = curve_claims(SPECS["figure2a"], {"LoRA": [run([(0, 0.1), (2, 0.3)])],
-                                                      "Pen2Sword": [run([(0, 0.1), (2, 0.4)])]})
+    faster, higher, bits = curve_claims(SPECS["figure2a"], {"LoRA": [run([(0, 0.1), (2, 0.3)])],
+                                                            "Pen2Sword": [run([(0, 0.1), (2, 0.4)])]})
+    assert bits["holds"] is None  # these runs logged no eval bits per byte
     assert higher["holds"] is True and higher["evidence"].endswith("; Pen2Sword − LoRA no per-item samples")
     assert "paired" not in faster["evidence"]
     humaneval = {"Pen2Sword": [run([(1, 0.2)], "humaneval", (1,))], "Weak2Strong": [run([(1, 0.1)], "humaneval", (1,))],
