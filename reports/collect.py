@@ -10,6 +10,7 @@ a crash counts its latest attempt per (step, metric) (:func:`harness.runstore.la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from harness.io import read_json, read_jsonl
@@ -135,11 +136,28 @@ def item_values(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
       logged value, which weighs each item by its reference's bytes.
     """
     if metric in VALIDATION_ROUGE:
-        return _validation_rouge(run, step, metric)
-    benchmark, _, name = metric.rpartition("/")
-    path = run.samples_dir / f"benchmarks-step-{step}" / f"{benchmark}.jsonl"
-    if not benchmark or name not in ("score", "bits_per_byte") or not path.exists():
+        path = run.samples_dir / f"validation-step-{step}.jsonl"
+    else:
+        benchmark, _, name = metric.rpartition("/")
+        if not benchmark or name not in ("score", "bits_per_byte"):
+            return None
+        path = run.samples_dir / f"benchmarks-step-{step}" / f"{benchmark}.jsonl"
+    if not path.exists():
         return None
+    # Keyed by both files' state: a samples file appended to since (a resumed run), or a changed config (its
+    # ROUGE settings), is read afresh.
+    versions = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (path, run.config_path))
+    return _item_values(str(run.path), str(path), metric, versions)
+
+
+@lru_cache(maxsize=512)
+def _item_values(run_path: str, path: str, metric: str, _versions: tuple) -> dict[str, float] | None:
+    """:func:`item_values` of one samples file, computed once per report: the claims of several tables and
+    figures pair the same runs at the same steps, and re-scoring ROUGE for each is the report's slowest part."""
+    run = RunDir(Path(run_path))
+    if metric in VALIDATION_ROUGE:
+        return _validation_rouge(run, Path(path), metric)
+    benchmark, _, name = metric.rpartition("/")
 
     def value(row: dict) -> float | None:
         if name == "score":  # HumanEval rows say "passed", the others "correct"
@@ -148,7 +166,7 @@ def item_values(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
 
     id_field = _id_field(benchmark)
     per_item: dict[str, list[float]] = {}
-    for row in read_jsonl(path):
+    for row in read_jsonl(Path(path)):
         if (v := value(row)) is not None:
             per_item.setdefault(str(row[id_field]), []).append(float(v))
     return {item: sum(values) / len(values) for item, values in per_item.items()} or None
@@ -164,12 +182,11 @@ def _id_field(benchmark: str) -> str:
         return "id"
 
 
-def _validation_rouge(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
+def _validation_rouge(run: RunDir, path: Path, metric: str) -> dict[str, float] | None:
     from harness.engine.rouge import make_scorer
 
-    path = run.samples_dir / f"validation-step-{step}.jsonl"
     evaluation = read_json(run.config_path).get("eval") or {}
-    if not path.exists() or evaluation.get("rouge_mode", "generate") != "generate":
+    if evaluation.get("rouge_mode", "generate") != "generate":
         return None
     scorer = make_scorer(evaluation.get("rouge_tokenizer", "code"))
     # A resumed run may have evaluated a step twice (the file is appended to): the later row of an item wins.

@@ -104,10 +104,8 @@ def _scores_at_checkpoint(run: dict, index: int) -> dict:
     """The run's benchmark scores at its ``index``-th checkpoint step (none past its last checkpoint). A run
     that did not train was scored at step 0 only, and that score stands for every step (the paper's Vanilla
     Model row)."""
-    steps = run["checkpoint_steps"]
-    if index >= len(steps):
-        return {}
-    return run["benchmarks_by_step"].get(steps[index] if run["trained"] else 0, {})
+    step = _checkpoint_step(index)(run)
+    return {} if step is None else run["benchmarks_by_step"].get(step, {})
 
 
 def _clean(value):
