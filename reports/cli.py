@@ -122,12 +122,10 @@ def _missing_line(found: Found, specs: list[str], scale: str, overrides: tuple[s
 
 
 def holds_text(claim: dict) -> str:
-    """yes / no / n/a, and "within noise" where the one paired comparison the claim rests on cannot tell the
-    two rows apart (so a "yes" on means that differ in the fifth decimal does not read as a finding)."""
+    """yes / no / n/a, and "within noise" where the paired comparison the claim rests on cannot tell the rows
+    apart (its ``within_noise``), so a "yes" on means that differ in the fifth decimal does not read as a finding."""
     text = {True: "yes", False: "no"}.get(claim["holds"], "n/a")
-    evidence = claim.get("evidence", "")
-    undecided = ("within noise" in evidence or "no item differs" in evidence) and "distinguishable" not in evidence
-    return f"{text}, within noise" if claim["holds"] is not None and undecided else text
+    return f"{text}, within noise" if claim["holds"] is not None and claim.get("within_noise") else text
 
 
 def plan_minutes(todo, scale: str, results) -> str:

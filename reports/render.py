@@ -29,7 +29,7 @@ class Rendered:
     spec: Spec
     markdown: str
     files: list[Path] = field(default_factory=list)
-    claims: list[dict] = field(default_factory=list)  # {"claim", "holds": True/False/None, "evidence"}
+    claims: list[dict] = field(default_factory=list)  # {"claim", "holds", "evidence"[, "within_noise"]}
     missing: list[Found] = field(default_factory=list)
 
 
@@ -280,8 +280,9 @@ def render_paper_only(spec: Spec, out: Path) -> Rendered:
 
 
 # --- claims ----------------------------------------------------------------------------------------
-# Every claim: {"claim", "holds": True/False/None, "evidence"}; None with "runs missing" when a run it
-# compares is absent. Evidence names the numbers and how many runs (seeds × suites) stand behind them.
+# Every claim: {"claim", "holds": True/False/None, "evidence"}, and "within_noise": True where the paired
+# comparison it rests on cannot tell its rows apart. "holds" is None with "runs missing" when a run it compares
+# is absent. Evidence names the numbers and how many runs (seeds × suites) stand behind them.
 
 MISSING = "runs missing"
 
@@ -389,19 +390,34 @@ def paired_text(stats: dict | None, digits: int, scale: float = 1.0) -> str:
     return head + (", distinguishable from noise" if stats["distinguishable"] else ", within noise")
 
 
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison as a claim's evidence: its ``text`` and whether it leaves the order of the two rows
+    undecided (``within_noise``: an interval holds 0), which :func:`reports.cli.holds_text` reads."""
+    text: str
+    within_noise: bool = False
+
+
+def _within_noise(stats: dict | None) -> bool:
+    """An interval exists and holds 0 (one shared item has no interval: nothing to decide on)."""
+    return stats is not None and stats["se"] is not None and not stats["distinguishable"]
+
+
 def paired_evidence(ours: list[dict], base: list[dict], metric: str, step_of, digits: int,
-                    scale: float = 1.0) -> str:
+                    scale: float = 1.0) -> Paired:
     """Evidence on ``ours − base`` (two rows' runs) over their items of ``metric`` at ``step_of(run)``."""
     ours_items, base_items = items_by_run(ours, metric, step_of), items_by_run(base, metric, step_of)
     if not ours_items or not base_items:
-        return "no per-item samples"
-    return paired_text(paired_over_runs(ours_items, base_items), digits, scale)
+        return Paired("no per-item samples")
+    stats = paired_over_runs(ours_items, base_items)
+    return Paired(paired_text(stats, digits, scale), _within_noise(stats))
 
 
 def paired_by_step(ours: list[dict], base: list[dict], metric: str, steps: dict, digits: int,
-                   scale: float = 1.0) -> str:
+                   scale: float = 1.0) -> Paired:
     """A summary of ``ours − base`` at several steps (a label → a function of a run giving its step there):
-    "paired over 50 items: distinguishable from noise at 1 of 4 steps (1k Δ +2.0 [95% CI -3.1, +7.1], ...)"."""
+    "paired over 50 items: distinguishable from noise at 1 of 4 steps (1k Δ +2.0 [95% CI -3.1, +7.1], ...)".
+    It is ``within_noise`` unless every step's interval excludes 0: the claims it serves speak of every step."""
     parts, distinguishable, compared, items = [], 0, 0, set()
     for label, step_of in steps.items():
         ours_items, base_items = items_by_run(ours, metric, step_of), items_by_run(base, metric, step_of)
@@ -413,10 +429,10 @@ def paired_by_step(ours: list[dict], base: list[dict], metric: str, steps: dict,
         items.add(stats["n"])
         parts.append(f"{label} {_difference_text(stats, digits, scale)}")
     if not compared:
-        return "no per-item samples"
+        return Paired("no per-item samples")
     n = "/".join(str(k) for k in sorted(items))
-    return (f"paired over {n} items: distinguishable from noise at {distinguishable} of {compared} "
-            f"step{'s' * (compared != 1)} ({', '.join(parts)})")
+    return Paired(f"paired over {n} items: distinguishable from noise at {distinguishable} of {compared} "
+                  f"step{'s' * (compared != 1)} ({', '.join(parts)})", distinguishable < compared)
 
 
 def _last_evaluation(run: dict) -> int | None:
@@ -447,9 +463,11 @@ def table_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None)
         lower, higher = sorted(("w/o DPF Selection", "w/o Embedding Training"), key=value.get)
         links = [("w/o Fusion", "w/o Expansion"), (lower, "w/o Fusion"),
                  ("w/o DPF Selection", "w/o Embedding Training"), ("Pen2Sword", higher)]
-        paired = "; ".join(f"{a} − {b} " + paired_evidence(values.get(a, []), values.get(b, []), "rouge1",
-                                                           _last_evaluation, 4) for a, b in links)
+        pairs = {(a, b): paired_evidence(values.get(a, []), values.get(b, []), "rouge1", _last_evaluation, 4)
+                 for a, b in links}
+        paired = "; ".join(f"{a} − {b} {p.text}" for (a, b), p in pairs.items())
         return [{"claim": claim, "holds": exp < fus < min(dpf, emb) and max(dpf, emb) <= full,
+                 "within_noise": any(p.within_noise for p in pairs.values()),  # a chain is as firm as its links
                  "evidence": f"expansion {exp:.4f}, fusion {fus:.4f}, dpf {dpf:.4f}, embedding {emb:.4f}, "
                              f"full {full:.4f}; {runs}; {paired}"}]
     if spec.name == "table5":
@@ -485,13 +503,14 @@ def table1_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
         best = max(scores.values())
         runner_up = max((k for k in scores if k != p2s), key=lambda k: scores[k])
         ours, theirs = runs_of(p2s, col.suites), runs_of(runner_up, col.suites)
-        paired = (f"Pen2Sword − {runner_up.replace(vanilla, 'VM')} "
-                  + paired_evidence(ours, theirs, f"{col.benchmark}/score", _benchmark_step, 1, 100))
+        score = paired_evidence(ours, theirs, f"{col.benchmark}/score", _benchmark_step, 1, 100)
+        paired = f"Pen2Sword − {runner_up.replace(vanilla, 'VM')} {score.text}"
         bits = f"{column} (bits/byte)"
         if bits in frame and all(_clean(rows[k][bits]) is not None for k in (p2s, runner_up)):
             paired += "; bits/byte " + paired_evidence(ours, theirs, f"{col.benchmark}/bits_per_byte",
-                                                       _benchmark_step, 3)
+                                                       _benchmark_step, 3).text
         claims.append({"claim": claim, "holds": scores[p2s] >= best and list(scores.values()).count(best) == 1,
+                       "within_noise": score.within_noise,  # the claim is on the score; bits/byte is a side check
                        "evidence": ", ".join(f"{k.replace(vanilla, 'VM')} {v:.1f}" for k, v in scores.items())
                                    + f"; {runs}; {paired}"})
     column = "General Ability / MMLU"
@@ -504,8 +523,9 @@ def table1_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
         change = _clean(rows[p2s][f"{column} change %"])
         runs = _runs_text({"Pen2Sword": rows[p2s]["runs"], "Vanilla": rows[vanilla]["runs"]})
         col = next(c for c in spec.columns if c.label == column)
+        # Not flagged "within noise": a difference the data cannot tell from 0 is no argument against "stays within".
         paired = "Pen2Sword − Vanilla " + paired_evidence(runs_of(p2s, col.suites), runs_of(vanilla, col.suites),
-                                                          f"{col.benchmark}/score", _benchmark_step, 1, 100)
+                                                          f"{col.benchmark}/score", _benchmark_step, 1, 100).text
         claims.append({"claim": claim, "holds": change is not None and abs(change) <= 5.0,
                        "evidence": f"Pen2Sword {ours:.1f} vs Vanilla {base:.1f}"
                                    + ("" if change is None else f" ({change:+.1f}%)") + f"; {runs}; {paired}"})
@@ -556,7 +576,7 @@ def table4_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
             f"{k} {paper[k]:g} vs {paper_base[k]:g}" for k in paper if paper[k] is not None) + ")")
         ours, base = by_step(p2s, lambda c: c.label), by_step(lora, lambda c: c.label)
         holds = beats_at_every_step(ours, base)
-        evidence = f"{MISSING}; {paper_text}"
+        evidence, within_noise = f"{MISSING}; {paper_text}", False
         if holds is not None:
             ours_bits = by_step(p2s, lambda c: bits[c.checkpoint])
             base_bits = by_step(lora, lambda c: bits[c.checkpoint])
@@ -568,9 +588,11 @@ def table4_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
                                     {c.label.split("step=")[1]: _checkpoint_step(c.checkpoint) for c in scores
                                      if ours[c.label.split("step=")[1]] is not None}, 1, 100)
             evidence = (", ".join(f"{k} {ours[k]:.1f} vs {base[k]:.1f}" for k in ours if ours[k] is not None)
-                        + f"; {paired}; bits/byte lower at {lower} of {len(compared)} steps; {runs}; {paper_text}")
+                        + f"; {paired.text}; bits/byte lower at {lower} of {len(compared)} steps; {runs}; "
+                        + paper_text)
+            within_noise = paired.within_noise
         claims.append({"claim": f"Pen2Sword ({name}) beats LoRA at every step on HumanEval", "holds": holds,
-                       "evidence": evidence})
+                       "within_noise": within_noise, "evidence": evidence})
     return claims
 
 
@@ -637,7 +659,8 @@ def table5_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
         rouge = {"claim": f"{short} reaches a higher ROUGE-1 than LoRA", "holds": None, "evidence": MISSING}
         if None not in (ours, base):
             paired = paired_evidence(values.get(row, []), values.get(lora, []), "rouge1", _last_evaluation, 4)
-            rouge.update(holds=ours > base, evidence=f"{ours:.4f} vs LoRA {base:.4f}; {both}; {paired}")
+            rouge.update(holds=ours > base, within_noise=paired.within_noise,
+                         evidence=f"{ours:.4f} vs LoRA {base:.4f}; {both}; {paired.text}")
         claims.append(rouge)
         paper_minutes = (f" (paper, Figure 2c: {_paper_minutes('Pen2Sword'):g} vs {_paper_minutes('LoRA'):g})"
                          if short == "Pen2Sword" else "")  # the paper times Pen2Sword-F nowhere
@@ -735,24 +758,34 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
     def runs(*labels: str) -> str:
         return _runs_text({label: len(values.get(label) or []) for label in labels})
 
-    def paired_rouge(ours: str, base: str) -> str:
+    def paired_rouge(ours: str, base: str) -> Paired:
         """``ours − base`` over the validation items at the last step both curves have."""
         step = _last_common_step(curve(ours), curve(base))
-        return f"{ours} − {base} " + paired_evidence(values.get(ours) or [], values.get(base) or [], "rouge1",
-                                                     lambda run: step, 4)
+        paired = paired_evidence(values.get(ours) or [], values.get(base) or [], "rouge1", lambda run: step, 4)
+        return Paired(f"{ours} − {base} {paired.text}", paired.within_noise)
+
+    def add(claim: dict, paired: Paired) -> dict:
+        """``claim`` with ``paired`` appended to its evidence and deciding its ``within_noise``."""
+        return {**claim, "evidence": f"{claim['evidence']}; {paired.text}", "within_noise": paired.within_noise}
 
     def pair(base: str, ours: str) -> list[dict]:
-        claims = convergence_claims(base, curve(base), ours, curve(ours), runs(base, ours))
-        if claims[1]["holds"] is not None:  # "higher at the same budget": is the gap at that step beyond noise?
-            claims[1]["evidence"] += "; " + paired_rouge(ours, base)
-        return claims
+        faster, higher = convergence_claims(base, curve(base), ours, curve(ours), runs(base, ours))
+        if higher["holds"] is not None:  # "higher at the same budget": is the gap at that step beyond noise?
+            higher = add(higher, paired_rouge(ours, base))
+        return [faster, higher]
 
-    def paired_with_runner_up(labels: dict[str, str], expected: str) -> str:
-        """The expected-best curve against the next highest at the last common step (short names → rows)."""
+    def best_of(labels: dict[str, str], expected: str, claim: str) -> dict:
+        """``expected`` is the highest of ``labels`` (short names → rows) at their last common step, paired with
+        the next highest there."""
         curves = {k: curve(v) for k, v in labels.items()}
+        holds, evidence = best_at_last_common_step(
+            curves, expected, _runs_text({k: len(values.get(v) or []) for k, v in labels.items()}))
+        result = {"claim": claim, "holds": holds, "evidence": evidence}
+        if holds is None:
+            return result
         step = _last_common_step(*curves.values())
         runner_up = max((k for k in curves if k != expected), key=lambda k: curves[k][step])
-        return "; " + paired_rouge(labels[expected], labels[runner_up])
+        return add(result, paired_rouge(labels[expected], labels[runner_up]))
 
     if spec.name in ("figure2a", "figure2b"):
         claims = pair("LoRA", "Pen2Sword")
@@ -768,21 +801,12 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
         return [*pair("LoRA (Vicuna)", "Pen2Sword (Vicuna)"), *pair("LoRA (Baichuan2)", "Pen2Sword (Baichuan2)")]
     if spec.name == "figure4":
         labels = {"DR 80%": "Pen2Sword, DR 80%", "DR 67%": "Pen2Sword, DR 67%"}  # short name → row
-        holds, evidence = best_at_last_common_step({k: curve(v) for k, v in labels.items()}, "DR 80%",
-                                                   _runs_text({k: len(values.get(v) or []) for k, v in labels.items()}))
-        if holds is not None:
-            evidence += paired_with_runner_up(labels, "DR 80%")
-        return [{"claim": "DR 80% reaches a higher ROUGE-1 than DR 67% at the last common step (paper: DR 67% "
-                          "degrades significantly)", "holds": holds, "evidence": evidence}]
+        return [best_of(labels, "DR 80%", "DR 80% reaches a higher ROUGE-1 than DR 67% at the last common step "
+                                          "(paper: DR 67% degrades significantly)")]
     if spec.name == "figure5":
         # short name ("α=0.5") → row
         labels = {r.label.removeprefix("Pen2Sword "): r.label for r in spec.rows if r.label != "LoRA"}
-        holds, evidence = best_at_last_common_step({k: curve(v) for k, v in labels.items()}, "α=0.5",
-                                                   _runs_text({k: len(values.get(v) or []) for k, v in labels.items()}))
-        if holds is not None:
-            evidence += paired_with_runner_up(labels, "α=0.5")
-        return [{"claim": "α=0.5 has the highest ROUGE-1 of the three α at the last common step", "holds": holds,
-                 "evidence": evidence},
+        return [best_of(labels, "α=0.5", "α=0.5 has the highest ROUGE-1 of the three α at the last common step"),
                 convergence_claims("LoRA", curve("LoRA"), "Pen2Sword α=0.5", curve("Pen2Sword α=0.5"),
                                    runs("LoRA", "Pen2Sword α=0.5"))[0]]  # paper: 1k steps to LoRA's 8k level
     if spec.name in ("figure7a", "figure7b"):
@@ -801,9 +825,10 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
             ties = all(ours_curve[s] == base_curve[s] for s in steps)
             paired = paired_by_step(values.get(ours) or [], values.get(base) or [], "humaneval/score",
                                     {f"step {s}": (lambda run, s=s: s) for s in steps}, 3)
-            claims.append({"claim": claim, "holds": holds,
+            claims.append({"claim": claim, "holds": holds, "within_noise": paired.within_noise,
                            "evidence": ", ".join(f"step {s} {ours_curve[s]:.3f} vs {base_curve[s]:.3f}" for s in steps)
-                                       + (" (tied at every step)" if ties else "") + f"; {paired}; {runs(ours, base)}"})
+                                       + (" (tied at every step)" if ties else "")
+                                       + f"; {paired.text}; {runs(ours, base)}"})
         return claims
     return []  # Figure 6: ROUGE-2, ROUGE-L and eval loss are shown, the paper draws no claim from them
 

@@ -218,14 +218,28 @@ def test_timing_claims_are_undecided_when_a_run_shared_its_machine():
     assert unknown["Pen2Sword"]["holds"] is None and "not recorded" in unknown["Pen2Sword"]["evidence"]
 
 
-def test_a_claim_resting_on_one_indistinguishable_pair_reads_within_noise():
+def test_a_claim_resting_on_an_indistinguishable_pair_reads_within_noise(monkeypatch):
+    import reports.render as render
     from reports.cli import holds_text
 
-    pair = "Pen2Sword − LoRA paired over 100 items: Δ +0.0000 [95% CI -0.0000, +0.0000]"
-    assert holds_text({"holds": True, "evidence": f"{pair}, within noise"}) == "yes, within noise"
-    assert holds_text({"holds": True, "evidence": f"{pair}, distinguishable from noise"}) == "yes"
-    assert holds_text({"holds": False, "evidence": "a, within noise; b, distinguishable from noise"}) == "no"
-    assert holds_text({"holds": None, "evidence": "runs missing"}) == "n/a"
+    assert holds_text({"holds": True, "within_noise": True, "evidence": "e"}) == "yes, within noise"
+    assert holds_text({"holds": False, "within_noise": False, "evidence": "e"}) == "no"
+    assert holds_text({"holds": None, "within_noise": True, "evidence": "runs missing"}) == "n/a"
+    # The evidence's wording does not decide it: this text names noise, the claim carries no flag.
+    assert holds_text({"holds": True, "evidence": "a, within noise"}) == "yes"
+
+    # A claim about every step is within noise unless the interval at every step excludes 0. Per-item values by
+    # step (the runs' samples, read from disk in a real report): ours is clearly above at step 1, not at step 2.
+    items = {("ours", 1): {"a": 1.0, "b": 0.9, "c": 1.0}, ("base", 1): {"a": 0.0, "b": 0.1, "c": 0.0},
+             ("ours", 2): {"a": 1.0, "b": 0.0, "c": 0.5}, ("base", 2): {"a": 0.0, "b": 1.0, "c": 0.4}}
+    monkeypatch.setattr(render, "items_by_run", lambda runs, metric, step_of: {
+        ("code", 0): items[(runs[0], step_of(None))]})
+    one = render.paired_by_step(["ours"], ["base"], "rouge1", {"1k": lambda run: 1}, 1)
+    both = render.paired_by_step(["ours"], ["base"], "rouge1", {"1k": lambda run: 1, "2k": lambda run: 2}, 1)
+    assert "distinguishable from noise at 1 of 1 step " in one.text and one.within_noise is False
+    assert "distinguishable from noise at 1 of 2 steps" in both.text and both.within_noise is True
+    pair = render.paired_evidence(["ours"], ["base"], "rouge1", lambda run: 2, 2)
+    assert pair.text.endswith("within noise") and pair.within_noise is True
 
 
 def test_the_continuous_check_beside_rouge_compares_bits_per_byte_at_the_last_common_step():
