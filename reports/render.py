@@ -83,9 +83,9 @@ def table_frame(spec: Spec, found: list[Found], values: dict[str, list[dict]] | 
     if spec.change_against is not None and (frame["row"] == spec.change_against).any():
         base = frame[frame["row"] == spec.change_against].iloc[0]
         for col in spec.columns:
-            ref = base[col.label]
-            frame[f"{col.label} change %"] = [None if v is None or v != v or not ref or ref != ref else
-                                              (v - ref) / ref * 100 for v in frame[col.label]]
+            ref = _clean(base[col.label])
+            frame[f"{col.label} change %"] = [None if _clean(v) is None or not ref else (v - ref) / ref * 100
+                                              for v in frame[col.label]]
     return frame
 
 
