@@ -1,4 +1,5 @@
-"""``harness runs`` (every run under a results root) and ``harness show RUN_DIR`` (one run's summary).
+"""``harness runs`` (every run under a results root), ``harness show RUN_DIR`` (one run's summary) and
+``harness export RUN_DIR --out DIR`` (a trained checkpoint as a model directory of its own).
 
 Wired into the main parser by :func:`add_parsers`; a bad path raises
 :class:`harness.config.ConfigError`, which the command line reports with exit code 2.
@@ -110,8 +111,54 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_model(run: RunDir, out: Path, step: int | str = "best") -> dict:
+    """Write the model ``run`` holds at ``step`` to ``out`` as a plain Hugging Face model directory: the
+    method's prepared model (Pen2Sword's transferred base and extended tokenizer included), adapters merged in,
+    so ``harness eval --model OUT``, lm-eval or vLLM load it with no harness code. Written beside ``out`` and
+    moved into place at the end: an interrupted export leaves no half model. Returns what ``export.json`` in
+    ``out`` records (the run, its step)."""
+    import shutil
+
+    from harness.engine.run import load_run_model
+    from harness.io import atomic_write_json
+
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} exists and is not empty; pick a new directory (or remove it)")
+    model, tokenizer, info = load_run_model(run.path, step)
+    if hasattr(model, "merge_and_unload"):  # peft: fold LoRA (and trainable token rows) into the weights
+        model = model.merge_and_unload()
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    atomic_write_json(staging / "export.json", info)
+    if out.exists():
+        out.rmdir()
+    staging.rename(out)
+    return info
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run = resolve_run_dir(args.run_dir, args.results_dir)
+    step = args.step if args.step in ("best", "latest") else _step_number(args.step)
+    try:
+        info = export_model(run, Path(args.out).expanduser(), step)
+    except ValueError as err:  # not completed, no such checkpoint, a decode-time combination
+        raise ConfigError(str(err)) from err
+    print(f"exported {info['method']} step {info['step']} of {run.path} to {args.out}; score it with "
+          f"`harness eval --model {args.out} --suite {info['suite']}`")
+    return 0
+
+
+def _step_number(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--step {value!r}: give best, latest or a checkpoint's step number") from None
+
+
 def add_parsers(sub) -> None:
-    """Add ``runs`` and ``show`` to the ``harness`` sub-command parsers ``sub``."""
+    """Add ``runs``, ``show`` and ``export`` to the ``harness`` sub-command parsers ``sub``."""
     p = sub.add_parser("runs", help="list every run under the results root, with its state")
     p.add_argument("--results-dir", help="results root (default ./results or $HARNESS_RESULTS)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -123,3 +170,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--results-dir", help="where to look up a run id (default ./results or $HARNESS_RESULTS)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="write a trained run's checkpoint as a model directory (adapters merged)")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a completed run directory, or a run id under the results root")
+    p.add_argument("--out", required=True, help="the directory to write (new or empty)")
+    p.add_argument("--step", default="best",
+                   help="best (the best step by ROUGE-1; default), latest, or a kept checkpoint's step number")
+    p.add_argument("--results-dir", help="where to look up a run id (default ./results or $HARNESS_RESULTS)")
+    p.set_defaults(func=cmd_export)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from harness.config import RunConfig
 from harness.data import train_part
-from harness.engine.adapters import load_trained
 from harness.method import MethodContext, Prepared, register_method
 from harness.suites import Suite
 from methods.pen2sword import method as pen2sword
@@ -42,7 +41,9 @@ def weak_labels(ctx: MethodContext) -> tuple[list[dict], dict]:
 
     def write(chosen):
         if supervisor is not None:
-            model, tokenizer, _ = load_trained(supervisor.path)
+            from harness.engine.run import load_run_model  # the engine's own rebuild of a finished run
+
+            model, tokenizer, _ = load_run_model(supervisor.path, step="latest")
         else:
             model, tokenizer = ctx.load_model(weak, dtype=ctx.config.model.dtype), ctx.load_tokenizer(weak)
         return model_writer(ctx, model, tokenizer, plan)(chosen)

@@ -1,8 +1,8 @@
 """Which parameters train: LoRA, DoRA, QLoRA (through peft), full fine-tuning — the same for every method.
 
 Token embeddings are made trainable on the base model itself (``requires_grad``) rather than through
-``modules_to_save`` (which would keep a second full copy); checkpoints save every trainable tensor,
-and adapters are exported with ``save_embedding_layers=True`` so the embedding is never dropped.
+``modules_to_save`` (which would keep a second full copy); checkpoints save every trainable tensor
+(:func:`trainable_state`), and ``harness export`` merges them into a model directory of its own.
 
 Tokens a method added to the vocabulary (Pen2Sword's expert-only tokens) must also be learnable as
 outputs: where the embedding trains and lm_head is a matrix of its own (untied), the lm_head rows of
@@ -157,26 +157,3 @@ def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, tensor in state.items():
             params[name].copy_(tensor)
-
-
-def load_trained(run_path) -> tuple[object, object, dict]:
-    """The model a completed run trained (its target, adapters as configured, the latest checkpoint's
-    trainable state) with its tokenizer, and ``{"run_dir", "step", "target"}``. Only for runs whose
-    method trains the target as loaded (LoRA and its kin; not transfers, which change it first)."""
-    from pathlib import Path
-
-    from harness import models
-    from harness.config import config_from_dict
-    from harness.engine import checkpoint as ckpt
-    from harness.io import read_json
-
-    path = Path(run_path)
-    config = config_from_dict(read_json(path / "config.json"))
-    last = ckpt.latest(path / "checkpoints")
-    if last is None:
-        raise RuntimeError(f"run {path} has no checkpoint to load")
-    resolved = models.resolve_model(config.model.target, scale=config.scale)
-    model = apply_adapters(models.load_model(resolved, dtype=config.model.dtype), config.training)
-    load_trainable_state(model, ckpt.load_trainable(last))
-    return model.eval(), models.load_tokenizer(resolved), {"run_dir": str(path), "step": last.name,
-                                                            "target": resolved.identity}

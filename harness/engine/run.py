@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -22,7 +23,7 @@ from harness.config import RunConfig
 from harness.data import (dataset_hash, load_dataset, records_hash, sample_train, train_part,
                           train_validation_split)
 from harness.engine import checkpoint as ckpt
-from harness.engine.adapters import apply_adapters, quantize_for_qlora, trainable_summary
+from harness.engine.adapters import apply_adapters, load_trainable_state, quantize_for_qlora, trainable_summary
 from harness.method import MethodContext, Prepared
 from harness.engine.profiler import Profiler
 from harness.engine.trainer import Trainer, evaluate_validation, make_accelerator
@@ -91,7 +92,82 @@ def _sub_runner(plan: RunPlan, profiler: Profiler, progress: bool, record: list)
     return sub_run
 
 
-def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dict, sub_run=None) -> MethodContext:
+def _prepare(plan: RunPlan, work_dir: Path, profiler: Profiler, sub_run, on_context=None) -> tuple[Prepared,
+                                                                                                   MethodContext]:
+    """The method's ``prepare`` for ``plan``: its models resolved (a selection such as DPF ranked first), the
+    data split, then ``on_context(ctx)`` and the method. Seeded from the config, so a replay prepares the same."""
+    config, spec = plan.config, plan.method
+    if plan.selections:  # e.g. DPF: build and rank the candidates, then plan with the chosen model
+        resolve_planned_models(plan, profiler)
+        with profiler.phase("selection"):
+            say(", ".join(f"{s['role']}: {s['by']} ranks {len(s['candidates'])} candidates" for s in plan.selections))
+            spec.models(config, plan.suite)
+        plan = plan_run(config, plan.run.path.parents[2])
+    resolved = resolve_planned_models(plan, profiler)
+    ctx = _build_context(plan, work_dir, profiler, resolved, sub_run)
+    if on_context is not None:
+        on_context(ctx)
+    # Seeded before the method and again before adapters (:func:`_with_adapters`): whatever prepare consumes
+    # (a first run's zoo build, transfer's resize) leaves every method the same LoRA init and dropout stream.
+    transformers.set_seed(config.seed)
+    with profiler.phase(spec.prepare_phase):
+        return spec.prepare(ctx), ctx
+
+
+def _with_adapters(prepared: Prepared, config: RunConfig, work_dir: Path):
+    """The prepared model with exactly the configured parameters trainable (4-bit first for QLoRA)."""
+    transformers.set_seed(config.seed)
+    model = prepared.model
+    if config.training.peft == "qlora":
+        model = quantize_for_qlora(model, prepared.tokenizer, work_dir)
+    return apply_adapters(model, config.training, new_token_ids=prepared.new_token_ids)
+
+
+def load_run_model(run_path: str | Path, step: int | str = "best") -> tuple[object, object, dict]:
+    """The model a completed run holds at a checkpoint, rebuilt: the method's ``prepare`` replayed from the
+    run's own config (same seeds, same caches: Pen2Sword's transferred base and extended tokenizer come back
+    as they were), its adapters, and the trainable tensors saved at ``step`` ("best": the best step by
+    ROUGE-1, else the latest; "latest"; or a step number). Returns (model, tokenizer, info); a method that
+    does not train gives its prepared model at step 0."""
+    from harness.config import config_from_dict
+
+    run = RunDir(Path(run_path))
+    if not run.is_completed():
+        raise ValueError(f"run {run.path} is {run.state()}: only a completed run can be rebuilt "
+                         "(finish it with `harness run` first)")
+    config = config_from_dict(read_json(run.config_path))
+    plan = plan_run(config, run.path.parents[2])
+    checkpoint = _checkpoint_for(run, step) if plan.method.trains else None  # a wrong step fails before the work
+    # A scratch work directory: the run directory stays as the run left it.
+    with tempfile.TemporaryDirectory(prefix="harness-rebuild-") as work, Profiler(lambda rows: None) as profiler:
+        prepared, _ = _prepare(plan, Path(work), profiler, _sub_runner(plan, profiler, False, []))
+        info = {"run_dir": str(run.path), "run_id": run.path.name, "method": config.method, "suite": config.suite}
+        if not plan.method.trains:
+            if prepared.decode_model is not None:
+                raise ValueError(f"method {config.method!r} decodes with several models at once; there is no "
+                                 "single model to rebuild")
+            return prepared.model.eval(), prepared.tokenizer, {**info, "step": 0}
+        model = _with_adapters(prepared, config, Path(work))
+    load_trainable_state(model, ckpt.load_trainable(checkpoint))
+    return model.eval(), prepared.tokenizer, {**info, "step": int(checkpoint.name.removeprefix("step-"))}
+
+
+def _checkpoint_for(run: RunDir, step: int | str) -> Path:
+    """The checkpoint directory of ``step`` ("best", "latest" or a number), or an error naming those kept."""
+    kept = sorted(int(p.name.removeprefix("step-")) for p in run.checkpoints_dir.glob("step-*") if ckpt.is_complete(p))
+    if not kept:
+        raise ValueError(f"run {run.path} kept no checkpoint")
+    if step == "best":
+        best = (run.status() or {}).get("best_step")
+        step = best if best in kept else kept[-1]
+    elif step == "latest":
+        step = kept[-1]
+    if int(step) not in kept:
+        raise ValueError(f"run {run.path} kept no checkpoint at step {step}; it kept steps {kept}")
+    return run.checkpoint_dir(int(step))
+
+
+def _build_context(plan: RunPlan, work_dir: Path, profiler: Profiler, resolved: dict, sub_run=None) -> MethodContext:
     from harness import models
 
     config, suite = plan.config, plan.suite
@@ -111,7 +187,7 @@ def _build_context(plan: RunPlan, run: RunDir, profiler: Profiler, resolved: dic
     train = train_part(train, config.data.train_part)  # halves of what a whole run would train on
     return MethodContext(
         config=config, suite=suite, train_records=train, validation_records=split.validation,
-        work_dir=run.path / "work", models=resolved, resolve_model=resolve,
+        work_dir=work_dir, models=resolved, resolve_model=resolve,
         load_model=load_model, load_tokenizer=models.load_tokenizer, phase=profiler.phase, sub_run=sub_run)
 
 
@@ -152,28 +228,20 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         run.create(config.to_dict(), provenance)
         say(f"run directory: {run.path}")
     try:
-        if plan.selections:  # e.g. DPF: build and rank the candidates, then plan with the chosen model
-            resolve_planned_models(plan, profiler)
-            with profiler.phase("selection"):
-                say(", ".join(f"{s['role']}: {s['by']} ranks {len(s['candidates'])} candidates"
-                              for s in plan.selections))
-                spec.models(config, suite)
-            plan = plan_run(config, plan.run.path.parents[2])
-        resolved = resolve_planned_models(plan, profiler)
         sub_runs: list[dict] = []
-        ctx = _build_context(plan, run, profiler, resolved, _sub_runner(plan, profiler, progress, sub_runs))
-        if main:
-            provenance = read_json(run.provenance_path)
-            provenance["datasets"] = {suite.train_dataset: dataset_hash(suite.train_dataset, config.data.source)}
-            atomic_write_json(run.provenance_path, provenance)
-            atomic_write_json(run.path / "split.json", {"dataset": suite.train_dataset, "seed": config.data.split_seed,
-                                                        "validation_ids": [r["id"] for r in ctx.validation_records],
-                                                        "n_train": len(ctx.train_records)})
-        # Seeded before the method and again before adapters: whatever prepare consumes (a first
-        # run's zoo build, transfer's resize) leaves every method the same LoRA init and dropout stream.
-        transformers.set_seed(config.seed)
-        with profiler.phase(spec.prepare_phase):
-            prepared: Prepared = spec.prepare(ctx)
+
+        def on_context(ctx: MethodContext) -> None:  # before prepare, which may run long (labels, a sub-run)
+            if main:
+                provenance = read_json(run.provenance_path)
+                provenance["datasets"] = {suite.train_dataset: dataset_hash(suite.train_dataset, config.data.source)}
+                atomic_write_json(run.provenance_path, provenance)
+                atomic_write_json(run.path / "split.json", {"dataset": suite.train_dataset,
+                                                            "seed": config.data.split_seed,
+                                                            "validation_ids": [r["id"] for r in ctx.validation_records],
+                                                            "n_train": len(ctx.train_records)})
+
+        prepared, ctx = _prepare(plan, run.path / "work", profiler, _sub_runner(plan, profiler, progress, sub_runs),
+                                 on_context)
         if sub_runs:  # a sub-run's engine reset accelerate's process-wide state: take it again
             accelerator = make_accelerator(config.training.precision)
         if spec.trains and prepared.decode_model is not None:
@@ -191,13 +259,9 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
                                         "n": len(train_records), "sha256": records_hash(train_records)}
             atomic_write_json(run.provenance_path, provenance)
             atomic_write_json(run.path / "prepare.json", prepared.info)
-        model, tokenizer = prepared.model, prepared.tokenizer
-        best_step = None
-        transformers.set_seed(config.seed)
+        tokenizer, best_step = prepared.tokenizer, None
         if spec.trains:
-            if config.training.peft == "qlora":
-                model = quantize_for_qlora(model, tokenizer, ctx.work_dir)
-            model = apply_adapters(model, config.training, new_token_ids=prepared.new_token_ids)
+            model = _with_adapters(prepared, config, ctx.work_dir)
             summary = trainable_summary(model)
             emit([{"step": 0, "phase": "setup", "metric": k, "value": v} for k, v in
                   (("trainable_params", summary.trainable), ("total_params", summary.total),
@@ -216,7 +280,7 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
             best_step = state.best_step
             model = accelerator.unwrap_model(trainer.model)
         elif main:
-            model = prepared.decode_model if prepared.decode_model is not None else model
+            model = prepared.decode_model if prepared.decode_model is not None else prepared.model
             with profiler.phase("validation"):
                 scores = evaluate_validation(model, tokenizer, config, ctx.validation_records,
                                              run.samples_dir / "validation-step-0.jsonl")
