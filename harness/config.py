@@ -32,6 +32,14 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key, the value and what is allowed."""
 
 
+def added_later(neutral: Any):
+    """A config field added after runs were made, defaulting to ``neutral``: the behaviour from before it
+    existed. At that value it is left out of :meth:`RunConfig.run_id`, so completed runs keep their ids and
+    stay found; set otherwise, it is hashed like any field. (Changing an existing default changes ids, as it
+    must: the old runs did something else.)"""
+    return field(default=neutral, metadata={"neutral": neutral})
+
+
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"invalid value for {key}: {value!r} (allowed: {allowed})")
@@ -179,6 +187,10 @@ class Pen2SwordConfig:
     transfer_seed: int | None = None  # None = the run's seed
     dpf_judge: str = "loss"  # select=dpf: openai:<model> (the paper: openai:gpt-4o) | reference | loss (offline)
     dpf_questions: int = 20  # held-out domain questions each candidate answers
+    # §4.5 stage (i), optional: before the transfer, continue pre-training the expert's embedding layer (all else
+    # frozen) for this many steps on the suite's training text, as a sub-run of its own. 0 = off, the paper's
+    # usual case ("existing small expert models can be directly used").
+    embedding_warmup_steps: int = added_later(0)
 
     def __post_init__(self) -> None:
         _check(self.alpha is None or 0.0 <= self.alpha <= 1.0, "pen2sword.alpha", self.alpha, "0 <= alpha <= 1")
@@ -190,6 +202,8 @@ class Pen2SwordConfig:
         _check(self.dpf_judge in ("reference", "loss") or self.dpf_judge.startswith("openai:"), "pen2sword.dpf_judge",
                self.dpf_judge, "openai:<model> | reference | loss")
         _check(self.dpf_questions >= 1, "pen2sword.dpf_questions", self.dpf_questions, ">= 1")
+        _check(self.embedding_warmup_steps >= 0, "pen2sword.embedding_warmup_steps", self.embedding_warmup_steps,
+               ">= 0 (0 = no warm-up)")
 
 
 @dataclass(frozen=True)
@@ -252,9 +266,22 @@ class RunConfig:
         return _to_plain(dataclasses.asdict(self))
 
     def run_id(self) -> str:
-        """Derived from the resolved config (which includes the seed): same config, same id."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """Derived from the resolved config (which includes the seed): same config, same id. A field added
+        later (:func:`added_later`) counts only once set away from its neutral value."""
+        digest = hashlib.sha256(json.dumps(_identity(self), sort_keys=True).encode()).hexdigest()
         return f"s{self.seed}-{digest[:12]}"
+
+
+def _identity(config: Any) -> dict:
+    """``config``'s fields as :meth:`RunConfig.run_id` hashes them: nested configs recursed, a field added
+    later left out while at its neutral value."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if "neutral" in f.metadata and value == f.metadata["neutral"]:
+            continue
+        out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else _to_plain(value)
+    return out
 
 
 # Shorthands accepted on the command line for the sweeps the paper runs.

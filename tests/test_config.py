@@ -97,3 +97,18 @@ def test_frozen_round_trip_and_run_id():
     assert resolve_config(overrides=["seed=1"]).run_id() != cfg.run_id()
     assert resolve_config(overrides=["alpha=0.25"]).run_id() != cfg.run_id()
     assert isinstance(cfg, RunConfig)
+
+
+def test_a_field_added_later_keeps_the_ids_of_runs_made_before_it():
+    import hashlib
+    import json
+
+    cfg = resolve_config()
+    before = cfg.to_dict()
+    del before["pen2sword"]["embedding_warmup_steps"]  # the config as runs made before the field recorded it
+    old_id = f"s0-{hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]}"
+    assert cfg.run_id() == old_id and config_from_dict(before).run_id() == old_id
+    warm = resolve_config(overrides=["pen2sword.embedding_warmup_steps=5"])
+    assert warm.run_id() != old_id  # set away from its neutral value, it is part of the identity
+    with pytest.raises(ConfigError, match="embedding_warmup_steps"):
+        resolve_config(overrides=["pen2sword.embedding_warmup_steps=-1"])
