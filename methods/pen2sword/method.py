@@ -6,11 +6,13 @@ the target; the shared engine then fine-tunes it exactly as it fine-tunes every 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
-from harness.config import ConfigError, RunConfig
+from harness.config import ConfigError, Pen2SwordConfig, RunConfig
 from harness.method import MethodContext, Prepared, defer_selection, register_method
 from harness.suites import Suite
+from methods.baselines import load_target
 from methods.pen2sword.transfer import TransferOptions, transfer
 
 
@@ -60,16 +62,42 @@ def transfer_options(ctx: MethodContext) -> TransferOptions:
                            missing_std=p.missing_std, tie_word_embeddings=p.tie_word_embeddings)
 
 
+def warmed_up_expert(ctx: MethodContext, expert_name: str):
+    """§4.5 stage (i), embedding domain adaptation: the expert with its embedding layer pre-trained further
+    (``pen2sword.embedding_warmup_steps`` steps, every other weight frozen, loss on the whole text) on the
+    suite's training split, which stands in for the paper's domain corpus. It runs as a sub-run of its own
+    (method ``embedding-warmup``), skipped when done; returns (model, tokenizer, its run directory)."""
+    from harness.engine.run import load_run_model  # the engine's rebuild of a finished run
+
+    steps = ctx.config.pen2sword.embedding_warmup_steps
+    # One warm-up per expert and data, whatever the transfer after it is configured with: the pen2sword
+    # section goes back to its defaults in the sub-run, so an α sweep shares one warm-up.
+    defaults = {f"pen2sword.{key}": value for key, value in dataclasses.asdict(Pen2SwordConfig()).items()}
+    run = ctx.sub_run("embedding-warmup", {**defaults, "model.target": expert_name, "training.max_steps": steps,
+                                           "training.checkpoint_steps": [steps], "training.eval_every": steps,
+                                           "training.schedule_steps": None},
+                      purpose="the expert's embedding domain adaptation (§4.5)")
+    model, tokenizer, _ = load_run_model(run.path, step="latest")
+    return model, tokenizer, run
+
+
 def prepare(ctx: MethodContext) -> Prepared:
     expert_name, chosen_by = choose_expert(ctx.config, ctx.suite)
     options = transfer_options(ctx)
     target, expert = ctx.models["target"], ctx.models["expert"]
     dtype = ctx.config.model.dtype
-    result = transfer(ctx.load_model(expert, dtype=dtype), ctx.load_tokenizer(expert),
-                      ctx.load_model(target, dtype=dtype), ctx.load_tokenizer(target), options)
-    return Prepared(model=result.model, tokenizer=result.tokenizer,
-                    info={"expert": expert_name, "expert_chosen_by": chosen_by, "transfer": result.report},
-                    models_used={"target": target.identity, "expert": expert.identity},
+    expert_used, info = expert.identity, {"expert": expert_name, "expert_chosen_by": chosen_by}
+    if ctx.config.pen2sword.embedding_warmup_steps:
+        expert_model, expert_tokenizer, warmup = warmed_up_expert(ctx, expert_name)
+        expert_used = {**expert.identity, "embedding_warmup": warmup.path.name}
+        info["embedding_warmup"] = {"run_dir": str(warmup.path),
+                                    "steps": ctx.config.pen2sword.embedding_warmup_steps}
+    else:
+        expert_model, expert_tokenizer = ctx.load_model(expert, dtype=dtype), ctx.load_tokenizer(expert)
+    result = transfer(expert_model, expert_tokenizer, ctx.load_model(target, dtype=dtype), ctx.load_tokenizer(target),
+                      options)
+    return Prepared(model=result.model, tokenizer=result.tokenizer, info={**info, "transfer": result.report},
+                    models_used={"target": target.identity, "expert": expert_used},
                     new_token_ids=result.new_token_ids)
 
 
@@ -77,6 +105,12 @@ def register_variant(name: str, **kwargs) -> None:
     """Pen2Sword or one of its ablations/variants (a configuration of the same prepare)."""
     register_method(name, prepare, prepare_phase="transfer", models=models_needed, **kwargs)
 
+
+register_method("embedding-warmup", load_target,
+                description="§4.5 stage (i): a model's embedding layer pre-trained further on the suite's training "
+                            "text, all else frozen (Pen2Sword's pen2sword.embedding_warmup_steps runs it on the expert)",
+                overrides={"training.peft": "none", "training.train_embeddings": True, "training.loss_on": "full",
+                           "eval.benchmarks": False})
 
 PAPER = "Vanilla Model + LoRA + Pen2Sword"
 register_variant("pen2sword", paper_label=PAPER,
