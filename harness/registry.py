@@ -59,6 +59,7 @@ class Registry(Generic[T]):
         return wrap
 
     def unregister(self, name: str) -> None:
+        """Remove ``name`` (or the entry an alias names) and its aliases, e.g. to replace a built-in."""
         canonical = self.canonical(name)
         del self._entries[canonical]
         for alias in [a for a, target in self._aliases.items() if target == canonical]:

@@ -25,6 +25,11 @@ def test_duplicates_rejected_including_alias_clashes():
         reg.register("other", 2, aliases=("low-rank",))
     with pytest.raises(RegistryError, match="already registered"):
         reg.register("low-rank", 3)
+    # What the error advises works: unregistering frees the name and its aliases for a replacement.
+    reg.unregister("low-rank")
+    assert "lora" not in reg and "low-rank" not in reg
+    reg.register("lora", 4, aliases=("low-rank",))
+    assert reg.get("low-rank") == 4
 
 
 def test_names_must_be_lowercase():
