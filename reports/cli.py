@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from harness.runstore import RunDir
     from reports.collect import Found
 
 # Rough wall minutes of one default run per scale, for --dry-run estimates before any run exists here.
@@ -67,6 +68,7 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
 
     sections, all_claims, missing, other_missing = [], [], [], []
     precisions: set[str] = set()
+    every_run: dict[Path, RunDir] = {}  # the runs behind the whole report, each once
     for spec in specs:
         if spec.kind in ("dpf", "paper-only"):
             rendered = render_dpf(spec, results, scale, out) if spec.kind == "dpf" else render_paper_only(spec, out)
@@ -83,7 +85,10 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
                 precisions.add(str(json.loads(f.run.config_path.read_text())["training"]["precision"]))
         rendered = (render_table if spec.kind in ("table", "steps") else render_figure)(spec, found, out)
         figure = "".join(f"\n![{spec.name}]({p.name})\n" for p in rendered.files if p.suffix == ".png")
-        sections.append(f"## {spec.title}\n\n{rendered.markdown}\n{figure}\n{spec.note}\n")
+        runs = {f.run.path: f.run for f in found if f.run is not None}
+        every_run.update(runs)
+        sections.append(f"## {spec.title}\n\n{rendered.markdown}\n{figure}\n{spec.note}\n\n"
+                        f"Behind it: {compute_text(runs.values())}.\n")
         all_claims += [{**c, "source": spec.name} for c in rendered.claims]
         missing += rendered.missing
     hw = hardware()
@@ -95,6 +100,7 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
                                     "Llama-2/CodeLlama or evol-codealpaca/MetaMathQA), subsampled benchmarks"),
             f"- precision of the runs: {', '.join(sorted(precisions)) or 'no runs'}; config overrides: "
             f"{' '.join(overrides) or 'none'}",
+            f"- compute behind this report: {compute_text(every_run.values())}",
             "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference", ""]
     claims = ["## Claims", "", CLAIMS_HOW_TO_READ, "", "| source | claim | holds | evidence |", "|---|---|---|---|"]
     claims += [f"| {c['source']} | {c['claim']} | {holds_text(c)} | {c['evidence']} |" for c in all_claims]
@@ -119,6 +125,27 @@ def _missing_line(found: Found, specs: list[str], scale: str, overrides: tuple[s
     if found.need.not_runnable:
         return f"- not runnable here: {command}): {found.need.not_runnable}"
     return f"- {command}; {found.state})"
+
+
+def compute_text(runs) -> str:
+    """What the runs cost: "5 runs, 1 h 02 min of wall time in all (4 of them on an idle machine)". Wall time
+    is each run's latest attempt; "idle" is a recorded CPU share of at least
+    :data:`reports.render.MIN_CPU_SHARE` (a run that shared its machine took longer than it needed)."""
+    from reports.render import MIN_CPU_SHARE
+
+    runs = list(runs)
+    if not runs:
+        return "no runs"
+    seconds, idle = 0.0, 0
+    for run in runs:
+        status = run.status() or {}
+        seconds += status.get("wall_seconds") or 0.0
+        share = (status.get("profile") or {}).get("cpu_share")
+        idle += share is not None and share >= MIN_CPU_SHARE
+    minutes = round(seconds / 60)
+    wall = f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+    return (f"{len(runs)} run{'s' * (len(runs) != 1)}, {wall} of wall time in all "
+            f"({idle} of them recorded an idle machine)")
 
 
 def holds_text(claim: dict) -> str:

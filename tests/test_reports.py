@@ -40,6 +40,12 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     report = (out / "report.md").read_text()
     assert "| Pen2Sword |" in report and "[paper 0.745, Δ" in report and "[paper 0.394" in report
     assert "ablation order (ROUGE-1)" in report and (out / "table2.tex").exists()
+    # What the table cost, from the runs' own statuses: their wall times summed, and how many ran on an idle machine.
+    statuses = [run.status() for run in runs]
+    minutes = round(sum(s["wall_seconds"] for s in statuses) / 60)
+    idle = sum((s["profile"].get("cpu_share") or 0) >= 0.8 for s in statuses)
+    behind = f"5 runs, {minutes} min of wall time in all ({idle} of them recorded an idle machine)"
+    assert f"Behind it: {behind}." in report and f"- compute behind this report: {behind}" in report
 
     # Everything else renders too, with what is missing listed as exact commands.
     assert main(["report", "--scale", "nano", "--results", str(results), "--out", str(out), *QUICK]) == 0
