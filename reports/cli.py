@@ -61,6 +61,7 @@ def _needs(specs, scale: str, seeds: tuple[int, ...], overrides: tuple[str, ...]
 
 def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple[str, ...]) -> Path:
     """Render every spec; write report.md (ours beside the paper, claims, missing runs)."""
+    from harness.io import atomic_write_json
     from harness.provenance import hardware
 
     from reports.collect import find
@@ -114,6 +115,10 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
                                       + other_missing or ["none"])
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
+    # The claims for machines too (a dashboard, a test of a reproduction): holds is true, false or null.
+    atomic_write_json(out / "claims.json", [{"source": c["source"], "claim": c["claim"], "holds": c["holds"],
+                                             "within_noise": bool(c.get("within_noise")), "evidence": c["evidence"]}
+                                            for c in all_claims])
     path.write_text("\n".join(head) + "\n" + "\n".join(sections) + "\n" + "\n".join(claims) + "\n\n"
                     + "\n".join(todo) + "\n", encoding="utf-8")
     return path

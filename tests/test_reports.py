@@ -3,6 +3,8 @@ paper's numbers, the claims, and the missing-run list with its exact commands.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.cli import main
@@ -46,6 +48,10 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     idle = sum((s["profile"].get("cpu_share") or 0) >= 0.8 for s in statuses)
     behind = f"5 runs, {minutes} min of wall time in all ({idle} of them recorded an idle machine)"
     assert f"Behind it: {behind}." in report and f"- compute behind this report: {behind}" in report
+    claims = json.loads((out / "claims.json").read_text())
+    order = next(c for c in claims if c["source"] == "table2")
+    assert order["claim"].startswith("ablation order (ROUGE-1)") and isinstance(order["holds"], bool)
+    assert f"| table2 | {order['claim']} | {'yes' if order['holds'] else 'no'}" in report
 
     # Everything else renders too, with what is missing listed as exact commands.
     assert main(["report", "--scale", "nano", "--results", str(results), "--out", str(out), *QUICK]) == 0
