@@ -195,7 +195,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from harness.engine.run import execute
+    from harness.engine.run import run_in_subprocess
 
     from reports.collect import find
 
@@ -226,8 +226,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     from tqdm.auto import tqdm
 
+    failed = []
     for need in tqdm(todo, desc=f"reproduce {name}", unit="run", file=sys.stderr):
-        execute(need.config, results_root=args.results, progress=False)  # resumes an interrupted run
+        # Each run in a process of its own (fresh memory, its own threads); an interrupted one resumes.
+        if run_in_subprocess(need.config, args.results) != 0:
+            failed.append(need)
     path = render_all(specs, needs, results=args.results, out=Path(args.out), scale=args.scale, overrides=overrides)
     print(f"report written to {path}")
+    if failed:
+        print(f"{len(failed)} of {len(todo)} runs failed (their run directories hold the error; `harness runs` "
+              "lists them): " + "; ".join(need.command(args.scale, overrides) for need in failed), file=sys.stderr)
+        return 1
     return 0

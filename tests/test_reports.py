@@ -4,6 +4,7 @@ paper's numbers, the claims, and the missing-run list with its exact commands.""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -25,6 +26,9 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
                  *QUICK]) == 0
     runs = find_runs(results)
     assert len(runs) == 5 and all(r.is_completed() for r in runs)
+    # Each run had a process of its own: no run's memory or threads are what the runs before it left behind.
+    pids = {run.status()["pid"] for run in runs}
+    assert len(pids) == 5 and os.getpid() not in pids
     capsys.readouterr()
     assert main(["reproduce", "--table", "2", "--scale", "nano", "--results", str(results), "--dry-run", *QUICK]) == 0
     assert "5 completed, 0 to run" in capsys.readouterr().out  # completed runs are skipped
@@ -100,3 +104,12 @@ def test_table1_from_runs_on_both_suites(nano_zoo, tmp_path, capsys):
         by_suite["math"]["benchmarks"]["math-l5"]["bits_per_byte"])
     report = (out / "report.md").read_text()
     assert "[paper 19.9" in report and "Pen2Sword is best on Code Ability / HumanEval" in report
+
+
+def test_a_run_that_fails_in_its_own_process_returns_its_exit_code(tmp_path):
+    from harness.config import resolve_config
+    from harness.engine.run import run_in_subprocess
+
+    config = resolve_config(given={"method": "lora", "suite": "code", "scale": "nano"},
+                            overrides=["model.target=no-such-model"])
+    assert run_in_subprocess(config, tmp_path) != 0 and not find_runs(tmp_path)

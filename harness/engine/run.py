@@ -340,3 +340,19 @@ def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list
                     rows.append({"step": step, "phase": "benchmark", "metric": f"{name}/{metric}",
                                  "value": entry["value"], "stderr": entry["stderr"], "n": entry["n"]})
         emit(rows)
+
+
+def run_in_subprocess(config: RunConfig, results_root: str | Path | None) -> int:
+    """:func:`execute` ``config`` in a Python process of its own; its exit code. ``harness reproduce`` runs each
+    run so: a run's memory and threads are its own, not what the runs before it in one process left behind
+    (peak RSS would otherwise climb run after run), and a run that crashes does not take the plan with it."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
+        path = Path(tmp) / "config.json"
+        path.write_text(json.dumps(config.to_dict()))
+        command = [sys.executable, "-m", "harness.engine", str(path)]
+        if results_root is not None:
+            command.append(str(results_root))
+        return subprocess.run(command, check=False).returncode
+
