@@ -75,7 +75,9 @@ def run_values(run: RunDir) -> dict:
     last = evals[-1] if evals else None
     phases = {p["name"]: p for p in summary["phases"]}
     training = phases.get("training", {}).get("peaks", {})
-    rss = max((p.get("peaks", {}).get("rss_peak_mb") or 0.0) for p in summary["phases"]) if summary["phases"] else None
+    # Memory of the fine-tuning itself (validation inside it included), as the paper's Table 5 measures it; the
+    # benchmarks after it (lm-eval, long generations) would otherwise set every method's peak alike.
+    rss = training.get("rss_peak_mb")
     steps = summary.get("max_steps") or 0
     seconds = summary.get("wall_seconds")
     for name in ("build_models", "benchmarks"):  # building the family and scoring benchmarks are not training cost
@@ -104,6 +106,8 @@ def run_values(run: RunDir) -> dict:
         "minutes_per_1k": None if seconds is None or not steps else seconds / steps * 1000 / 60,
         # the share of its threads' time the run's process got (None: run made before it was recorded)
         "cpu_share": ((run.status() or {}).get("profile") or {}).get("cpu_share"),
+        # how many runs its process had started before it (0: a process of its own; None: not recorded)
+        "runs_before_in_process": (run.status() or {}).get("runs_before_in_process"),
         "humaneval": (at_best.get("humaneval") or {}).get("score"),
         "humaneval_bits_per_byte": (at_best.get("humaneval") or {}).get("bits_per_byte"),
         "precision": (config.get("training") or {}).get("precision"),

@@ -650,7 +650,7 @@ def table5_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
 
     lora, fft = "Vanilla Model + LoRA", "Vanilla Model + FFT"
     # The paper measures GPU memory; a CPU run has none, so its peak RSS stands in (the claim says which).
-    memory = "Avg. GPU Memory (GB)" if value(lora, "Avg. GPU Memory (GB)") is not None else "Peak RSS (GB)"
+    memory = "Avg. GPU Memory (GB)" if value(lora, "Avg. GPU Memory (GB)") is not None else "Peak RSS in training (GB)"
     claims = []
     for row, short in (("Vanilla Model + LoRA + Pen2Sword", "Pen2Sword"), ("Vanilla Model + LoRA + Pen2Sword-F",
                                                                            "Pen2Sword-F")):

@@ -160,7 +160,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
           Row("Vanilla Model + LoRA + Pen2Sword", "pen2sword")),
          (Column("ROUGE-1", "rouge1"), Column("Trainable Params (% of Total)", "trainable_percent", 2),
           Column("Avg. GPU Utilization (%)", "gpu_util_mean", 2), Column("Avg. GPU Memory (GB)", "gpu_mem_gb", 2),
-          Column("Peak RSS (GB)", "rss_peak_gb", 2), Column("Minutes per 1k steps", "minutes_per_1k", 1),
+          Column("Peak RSS in training (GB)", "rss_peak_gb", 2), Column("Minutes per 1k steps", "minutes_per_1k", 1),
           Column("CPU share of threads", "cpu_share", 2)),
          paper_source="table5",
          note="GPU columns are unavailable on CPU runs (peak RSS is shown instead); minutes compare only between runs "

@@ -34,6 +34,11 @@ from harness.runstore import RunDir
 from harness.suites import suite_benchmarks
 
 
+# Runs this process started before the current one. A run that is not its process's first shares the memory the
+# earlier ones left behind (freed, yet kept by the allocator): its peak RSS is not its own. Reports read it.
+_runs_started_here = 0
+
+
 def say(message: str) -> None:
     print(f"[harness] {message}", file=sys.stderr, flush=True)
 
@@ -214,6 +219,8 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         say(f"warning: {warning}")
 
     started = time.time()
+    global _runs_started_here
+    runs_before, _runs_started_here = _runs_started_here, _runs_started_here + 1
 
     def emit(rows: list[dict]) -> None:
         if main:
@@ -292,7 +299,8 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
         accelerator.wait_for_everyone()
         if main:
             run.complete(best_step=best_step, phase_seconds=profiler.phase_seconds,
-                         wall_seconds=profiler.wall_seconds(), profile=profiler.summary())
+                         wall_seconds=profiler.wall_seconds(), profile=profiler.summary(),
+                         runs_before_in_process=runs_before)
             say(f"completed: {run.path}")
         return run
     except BaseException as err:
