@@ -616,10 +616,28 @@ def timing_caveat(shares: dict[str, list[float | None]]) -> str | None:
     return None
 
 
+def memory_caveat(before: dict[str, list[int | None]]) -> str | None:
+    """Why these rows' memory (row → each run's ``runs_before_in_process``) cannot be compared, or None if it can.
+    A run that followed others in its process started with what they left behind: memory they freed that the
+    allocator (malloc, or torch's CUDA cache) kept, so its peak is partly theirs."""
+    shared = {row: max(v for v in values if v) for row, values in before.items() if any(v for v in values)}
+    unknown = [row for row, values in before.items() if any(v is None for v in values)]
+    if shared:
+        return ("memory not comparable: " + ", ".join(f"{row}'s run followed {n} other run{'s' * (n != 1)} in its "
+                                                      "process" for row, n in shared.items())
+                + " (its peak includes what they left behind); rerun each in a process of its own (`harness run`, "
+                  "or `harness reproduce`, which does)")
+    if unknown:
+        return (f"not recorded whether {', '.join(unknown)} ran in a process of its own (runs made before it was): "
+                "cannot tell whether earlier runs' memory is in its peak; rerun to decide")
+    return None
+
+
 def _ratio_claim(claim: str, ours: float | None, base: float | None, base_name: str, holds_if, runs: str,
                  caveat: str | None = None) -> dict:
-    """A claim on ours / base (a cost ratio): ``holds_if(ratio)``; a timing ``caveat`` (:func:`timing_caveat`:
-    a run shared its machine, or did not record whether it did) leaves it undecided."""
+    """A claim on ours / base (a cost ratio): ``holds_if(ratio)``; a ``caveat`` (:func:`timing_caveat`: a run
+    shared its machine; :func:`memory_caveat`: it shared its process; or it did not record whether it did)
+    leaves it undecided."""
     if ours is None or base is None:
         return {"claim": claim, "holds": None, "evidence": MISSING}
     if base == 0:
@@ -628,8 +646,8 @@ def _ratio_claim(claim: str, ours: float | None, base: float | None, base_name: 
     evidence = f"{ours:.3g} vs {base_name} {base:.3g}: {ratio:.2f}x; {runs}"
     if caveat is None:
         return {"claim": claim, "holds": holds_if(ratio), "evidence": evidence}
-    # A run that shared its machine, or whose share was not recorded, cannot decide a timing claim: its wall
-    # time may measure the other work (or a pause) rather than the method.
+    # A run that shared its machine (or its process), or did not record whether it did, cannot decide a cost
+    # claim: its number may measure the other work rather than the method.
     return {"claim": claim, "holds": None, "evidence": f"{evidence}; {caveat}"}
 
 
@@ -647,6 +665,9 @@ def table5_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
 
     def runs(*names: str) -> str:
         return _runs_text({n: rows[n]["runs"] if n in rows else 0 for n in names})
+
+    def memory_caveat_of(*names: str) -> str | None:
+        return memory_caveat({n: [v.get("runs_before_in_process") for v in values.get(n, [])] for n in names})
 
     lora, fft = "Vanilla Model + LoRA", "Vanilla Model + FFT"
     # The paper measures GPU memory; a CPU run has none, so its peak RSS stands in (the claim says which).
@@ -670,10 +691,11 @@ def table5_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None
                                    lambda r: abs(r - 1) <= 0.15, both, caveat))
         claims.append(_ratio_claim(f"{short}'s {memory} is within 15% of LoRA's (paper: {paper_memory_ratio(row):.2f}x "
                                    "GPU memory)", value(row, memory), value(lora, memory), "LoRA",
-                                   lambda r: abs(r - 1) <= 0.15, both))
+                                   lambda r: abs(r - 1) <= 0.15, both, memory_caveat_of(row, lora)))
     claims.append(_ratio_claim(f"FFT's {memory} is at least 1.5x LoRA's (paper: {paper_memory_ratio(fft):.1f}x GPU "
                                "memory)",
-                               value(fft, memory), value(lora, memory), "LoRA", lambda r: r >= 1.5, runs(fft, lora)))
+                               value(fft, memory), value(lora, memory), "LoRA", lambda r: r >= 1.5, runs(fft, lora),
+                               memory_caveat_of(fft, lora)))
     return claims
 
 

@@ -163,8 +163,9 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
           Column("Peak RSS in training (GB)", "rss_peak_gb", 2), Column("Minutes per 1k steps", "minutes_per_1k", 1),
           Column("CPU share of threads", "cpu_share", 2)),
          paper_source="table5",
-         note="GPU columns are unavailable on CPU runs (peak RSS is shown instead); minutes compare only between runs "
-              "whose CPU share of threads is near 1 (an idle machine); LoRA trains the embedding "
+         note="GPU columns are unavailable on CPU runs (peak RSS while training is shown instead); memory compares "
+              "only between runs that each had a process of their own, minutes only between runs whose CPU share "
+              "of threads is near 1 (an idle machine); LoRA trains the embedding "
               "beside its adapters here, as the paper's setup says, so its trainable share exceeds the paper's"),
     Spec("table6", "Table 6: GPT-4o scores at 0 steps on larger and newer models (AlpacaEval, MedQuAD)", (), (),
          kind="paper-only", paper_source="table6",

@@ -176,6 +176,23 @@ def test_table1_and_table5_claims():
         "Pen2Sword-F's Peak RSS in training (GB) is within 15% of LoRA's": True,
         "FFT's Peak RSS in training (GB) is at least 1.5x LoRA's": True}
 
+    # Memory compares only runs that each had a process of their own (``runs_before_in_process`` 0).
+    def memory_claims(before: dict[str, int | None]) -> dict[str, dict]:
+        values = {row: [{"runs_before_in_process": n, "cpu_share": 0.95}] for row, n in before.items()}
+        return {c["claim"].split(" (paper")[0]: c for c in table5_claims(SPECS["table5"], frame, values)
+                if "RSS" in c["claim"]}
+
+    rows = ("Vanilla Model + FFT", "Vanilla Model + LoRA", "Vanilla Model + LoRA + Pen2Sword-F",
+            "Vanilla Model + LoRA + Pen2Sword")
+    assert all(c["holds"] is True for c in memory_claims(dict.fromkeys(rows, 0)).values())
+    shared = memory_claims({**dict.fromkeys(rows, 0), "Vanilla Model + LoRA": 2})
+    assert all(c["holds"] is None for c in shared.values())
+    assert ("Vanilla Model + LoRA's run followed 2 other runs in its process"
+            in shared["FFT's Peak RSS in training (GB) is at least 1.5x LoRA's"]["evidence"])
+    unknown = memory_claims({**dict.fromkeys(rows, 0), "Vanilla Model + FFT": None})
+    assert unknown["FFT's Peak RSS in training (GB) is at least 1.5x LoRA's"]["holds"] is None
+    assert unknown["Pen2Sword's Peak RSS in training (GB) is within 15% of LoRA's"]["holds"] is True
+
 
 def _run(curve: list[tuple[int, float]], metric: str = "rouge1", checkpoints: tuple[int, ...] = ()) -> dict:
     return {"curves": {metric: curve}, "checkpoint_steps": list(checkpoints)}
