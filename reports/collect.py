@@ -86,7 +86,7 @@ def run_values(run: RunDir) -> dict:
     bench = summary.get("benchmarks") or {}
     best = summary.get("best_step")
     bench_rows = bench.get("rows", [])
-    config = read_json(run.config_path)
+    config, status = read_json(run.config_path), run.status() or {}
     best_row = next((r for r in bench_rows if r["step"] == best), bench_rows[-1] if bench_rows else None)
     at_best = best_row["scores"] if best_row else {}
     return {
@@ -105,9 +105,9 @@ def run_values(run: RunDir) -> dict:
         "rss_peak_gb": None if not rss else rss / 1024,
         "minutes_per_1k": None if seconds is None or not steps else seconds / steps * 1000 / 60,
         # the share of its threads' time the run's process got (None: run made before it was recorded)
-        "cpu_share": ((run.status() or {}).get("profile") or {}).get("cpu_share"),
+        "cpu_share": (status.get("profile") or {}).get("cpu_share"),
         # how many runs its process had started before it (0: a process of its own; None: not recorded)
-        "runs_before_in_process": (run.status() or {}).get("runs_before_in_process"),
+        "runs_before_in_process": status.get("runs_before_in_process"),
         "humaneval": (at_best.get("humaneval") or {}).get("score"),
         "humaneval_bits_per_byte": (at_best.get("humaneval") or {}).get("bits_per_byte"),
         "precision": (config.get("training") or {}).get("precision"),
