@@ -52,8 +52,10 @@ def _one_of(key: str, value: Any, choices: tuple) -> None:
 @dataclass(frozen=True)
 class ModelConfig:
     target: str = "target-base"
-    # Pen2Sword's expert; None = the suite's domain expert: at paper scale the one the paper's DPF chose
-    # (Tables 1-3), at nano/micro its stand-in. pen2sword.select=dpf selects among ``candidates`` afresh.
+    # Pen2Sword's expert; None = the suite's domain expert: at paper scale the expert of the paper's one-expert
+    # results, CodeLlama-7B for code (Tables 2 and 5, Figure 3a; not DPF's first choice: Table 3 ranks Llama2-7B-Chat
+    # first) and Vicuna-7B-v1.3 for math (Table 1's MATH); at nano/micro its stand-in.
+    # pen2sword.select=dpf selects among ``candidates`` afresh.
     expert: str | None = None
     candidates: tuple[str, ...] = ("chat-expert", "code-expert", "code-instruct-expert",
                                    "vicuna-v1.3-expert", "vicuna-v1.5-expert")
@@ -181,7 +183,7 @@ class Pen2SwordConfig:
     missing_std: float = 1.0  # z ~ N(0, 1) for rows a model lacks (eq. 2-3)
     tie_word_embeddings: str | None = None  # None = keep tying as the target has it (official: untie)
     compat: str = "paper"  # "official" reproduces the published code's behaviour
-    # "fixed" = model.expert or the suite's expert (the paper's DPF choice); "random" = w/o DPF; "dpf" = rank
+    # "fixed" = model.expert or the suite's expert (see model.expert); "random" = w/o DPF; "dpf" = rank
     # model.candidates with dpf_judge first (a selection phase, cached under results/dpf)
     select: str = "fixed"
     transfer_seed: int | None = None  # None = the run's seed
@@ -218,9 +220,15 @@ class PseudoLabelConfig:
     # "as-is": the weak model labels as it is (the paper's use); "fine-tuned": Burns et al.'s recipe, the weak
     # model first LoRA-trained (a sub-run) on the ground truth of the first half, labelling the second half.
     weak_supervisor: str = "as-is"
+    # How a generated label starts and ends (methods.pseudolabels.LABEL_RULES). "eos", the behaviour from before
+    # the option: whatever comes before EOS or the token budget. "answer": the first token has content, and a
+    # BOS, three blank lines or the next "### Instruction:" header also end it. The Weak2Strong methods choose
+    # "answer": under "eos" the micro experts' greedy labels are blank lines.
+    label_rule: str = added_later("eos")
 
     def __post_init__(self) -> None:
         _one_of("pseudo_labels.labels", self.labels, ("generate", "teacher-forced"))
+        _one_of("pseudo_labels.label_rule", self.label_rule, ("eos", "answer"))
         _one_of("pseudo_labels.weak_supervisor", self.weak_supervisor, ("as-is", "fine-tuned"))
         _check(self.max_new_tokens is None or self.max_new_tokens >= 1, "pseudo_labels.max_new_tokens",
                self.max_new_tokens, "null or >= 1")

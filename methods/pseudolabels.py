@@ -6,7 +6,10 @@ Two ways to label (``pseudo_labels.labels``):
 - ``generate`` (the default; what Weak2Strong means): the labeller writes each response greedily,
   from the same prompt (same budget) training uses, up to ``pseudo_labels.max_new_tokens`` tokens
   (default: what training keeps, ``training.seq_len - data.max_prompt_tokens``), through the one
-  generation path (:func:`harness.engine.generate.generate`).
+  generation path (:func:`harness.engine.generate.generate`), under ``pseudo_labels.label_rule``
+  (:data:`LABEL_RULES`): ``eos`` takes what comes before EOS or the budget; ``answer`` makes a label start
+  with content and also end where a model that has finished its answer goes on (a BOS, blank lines, the
+  next instruction header), as lm-eval stops a base model's generation at the task's delimiters.
 - ``teacher-forced`` (the official code's labels): one forward pass of the labeller over prompt +
   ground-truth response; the pseudo-response is its argmax at each response position, taken from the
   position *before* each token (the official code forgets that shift).
@@ -18,6 +21,11 @@ labeller model's identity, the records' hash, the seed and steps that decide whi
 label mode, the decoding settings and the prompt budget: a second run with the same inputs reuses
 them. The time spent labelling is the engine's ``pseudo_labels`` phase, so it counts in the method's
 cost (the paper's Figure 2c counts it).
+
+What the labels are like is reported with them (in the run's ``prepare.json``): how many are empty, how
+many ended by themselves (not cut by the budget), how many are degenerate
+(:mod:`harness.engine.degeneracy`: empty or a loop), and how many are one same text. A weak labeller can
+write the same few words for every prompt; the target then learns those words, not the task.
 """
 
 from __future__ import annotations
@@ -25,16 +33,39 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
 from harness.data import records_hash
 from harness.data.batches import StepOrder, collate, encode_example, encode_prompt, pad_id
-from harness.engine.generate import Decoding, generate
+from harness.engine.degeneracy import is_degenerate, no_answer_reason
+from harness.engine.generate import Decoding, Generation, generations
 from harness.io import atomic_write_json, atomic_write_text, read_json
 from harness.paths import cache_dir
+from harness.prompts import PROMPT_TEMPLATE
 
-LABEL_FORMAT = 1  # bump when the labelling rule changes: old caches are then ignored
+# 2: each label records whether it ended; pseudo_labels.label_rule. Bump when the labelling rule changes: old
+# caches are then ignored.
+LABEL_FORMAT = 2
+
+INSTRUCTION_HEADER = PROMPT_TEMPLATE.split("{instruction}")[0].strip()  # "### Instruction:"
+# Decoding settings of each pseudo_labels.label_rule (harness.engine.generate.Decoding's fields).
+LABEL_RULES: dict[str, dict] = {
+    "eos": {},
+    # Three blank lines in a row: no training response of the code or math suite holds them, and a model
+    # that has run out of answer writes blank lines (every micro expert does, greedily). The instruction
+    # header: a base model that has seen the format goes on with the next example.
+    "answer": {"content_first": True, "stop_at_bos": True, "stop": ("\n\n\n\n", INSTRUCTION_HEADER)},
+}
+
+
+def label_decoding(rule: str, max_new_tokens: int) -> Decoding:
+    """The greedy decoding that writes labels under ``rule`` (a :data:`LABEL_RULES` name)."""
+    if rule not in LABEL_RULES:
+        raise ValueError(f"unknown label rule {rule!r}; rules: {', '.join(LABEL_RULES)}")
+    return Decoding(max_new_tokens, **LABEL_RULES[rule])
 
 
 @dataclass(frozen=True)
@@ -69,18 +100,20 @@ def reached_indices(n_records: int, batch_size: int, max_steps: int, seed: int) 
 def plan_labels(ctx, labeller: dict, n_records: int) -> LabelPlan:
     c = ctx.config
     max_new = c.pseudo_labels.max_new_tokens or (c.training.seq_len - c.data.max_prompt_tokens)
-    return LabelPlan(labeller=labeller, mode=c.pseudo_labels.labels, decoding=Decoding(max_new),
+    return LabelPlan(labeller=labeller, mode=c.pseudo_labels.labels,
+                     decoding=label_decoding(c.pseudo_labels.label_rule, max_new),
                      max_prompt_tokens=c.data.max_prompt_tokens, seq_len=c.training.seq_len,
                      reached=reached_indices(n_records, c.training.batch_size, c.training.max_steps, c.seed))
 
 
-def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str]], source: str,
+def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str | Generation]], source: str,
                  records: list[dict] | None = None) -> tuple[list[dict], dict]:
     """The training records (``records``, default ``ctx.train_records``) with pseudo-responses, and a
-    report (cache key, hits, counts).
+    report (cache key, hits, counts; see :func:`label_counts`).
 
-    ``write(records)`` returns one response per record (called only on a cache miss, inside the
-    ``pseudo_labels`` phase)."""
+    ``write(records)`` returns one response per record: a :class:`Generation` (its text and whether it
+    ended) or a plain text, whose ending is unknown (teacher-forced labels). It is called only on a cache
+    miss, inside the ``pseudo_labels`` phase."""
     records = ctx.train_records if records is None else records
     key = plan.key(records)
     folder = cache_dir() / "pseudo-labels" / key
@@ -88,39 +121,65 @@ def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str]],
     cached = labels_path.exists() and meta_path.exists()
     with ctx.phase("pseudo_labels"):
         if cached:
-            by_index = {row["index"]: row["response"] for row in map(json.loads, labels_path.read_text().splitlines())}
+            rows = [json.loads(line) for line in labels_path.read_text().splitlines()]
         else:
             chosen = [records[i] for i in plan.reached]
-            responses = write(chosen)
-            by_index = dict(zip(plan.reached, responses))
-            atomic_write_text(labels_path, "".join(json.dumps({"index": i, "id": records[i]["id"], "response": r},
-                                                              ensure_ascii=False) + "\n"
-                                                   for i, r in by_index.items()))
+            start = time.perf_counter()
+            rows = [{"index": i, "id": records[i]["id"], "response": r.text if isinstance(r, Generation) else r,
+                     "ended": r.ended if isinstance(r, Generation) else None}
+                    for i, r in zip(plan.reached, write(chosen), strict=True)]
+            atomic_write_text(labels_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            # What the labels cost to make, so a run that finds them cached still counts them in its method's
+            # cost (reports.collect.run_values): Figure 2c's minutes include labelling.
             atomic_write_json(meta_path, {"labeller": plan.labeller, "mode": plan.mode,
-                                          "decoding": plan.decoding.to_dict(), "n_labelled": len(by_index),
-                                          "n_records": len(records), "source": source, "format": LABEL_FORMAT})
+                                          "decoding": plan.decoding.to_dict(), "n_labelled": len(rows),
+                                          "n_records": len(records), "source": source, "format": LABEL_FORMAT,
+                                          "labelling_seconds": time.perf_counter() - start})
+    by_index = {row["index"]: row["response"] for row in rows}
     labelled = [{"id": r["id"], "instruction": r["instruction"], "response": by_index.get(i, ""),
                  "source": source if i in by_index else "not reached by training (unlabelled)"}
                 for i, r in enumerate(records)]
     report = {"cache_key": key, "cache_dir": str(folder), "cached": cached, "mode": plan.mode,
               "labeller": plan.labeller, "decoding": plan.decoding.to_dict(), "n_labelled": len(by_index),
-              "n_records": len(records), "empty_labels": sum(1 for i in by_index if not by_index[i].strip())}
+              "n_records": len(records), **label_counts(rows)}
     if cached:
-        report["first_written_by"] = read_json(meta_path).get("source")
-    if by_index and report["empty_labels"] > len(by_index) / 2:
-        report["warning"] = (f"{report['empty_labels']} of {len(by_index)} pseudo-labels are empty or whitespace: "
-                             f"the labeller ({source}) writes almost nothing for these prompts, so the target "
-                             "learns to answer with nothing; check its outputs in the label cache "
+        meta = read_json(meta_path)
+        report["first_written_by"] = meta.get("source")
+        report["labelling_seconds"] = meta.get("labelling_seconds")  # spent by the run that wrote them
+    if warning := label_warning(report):
+        report["warning"] = (f"{warning}: the labeller ({source}) writes no answer for most prompts, so the "
+                             "target learns that instead of the task; check its outputs in the label cache "
                              f"({labels_path}) or label with another model")
         print(f"[harness] warning: {report['warning']}", file=sys.stderr, flush=True)
     return labelled, report
 
 
-def model_writer(ctx, model, tokenizer, plan: LabelPlan) -> Callable[[list[dict]], list[str]]:
+def label_counts(rows: list[dict]) -> dict:
+    """What the labels are like: ``empty_labels`` (whitespace at most), ``ended_labels`` (ended by an end
+    token or a stop within the budget; None when the labels do not say, as teacher-forced ones), and
+    ``degenerate_labels`` (empty or a loop, :func:`harness.engine.degeneracy.is_degenerate`), with
+    ``most_common_label`` and how many labels are that very text (``identical_labels``)."""
+    texts = [row["response"] for row in rows]
+    endings = [row.get("ended") for row in rows]
+    common, count = Counter(texts).most_common(1)[0] if texts else ("", 0)
+    return {"empty_labels": sum(1 for t in texts if not t.strip()),
+            "ended_labels": None if None in endings else sum(endings),
+            "degenerate_labels": sum(map(is_degenerate, texts)),
+            "identical_labels": count, "most_common_label": common[:200]}
+
+
+def label_warning(report: dict) -> str | None:
+    """Why most labels of ``report`` are no answer (more than half empty, degenerate or one same text), or None."""
+    return no_answer_reason({"n": report.get("n_labelled"), "empty": report.get("empty_labels"),
+                             "degenerate": report.get("degenerate_labels"), "identical": report.get("identical_labels"),
+                             "most_common": report.get("most_common_label")})
+
+
+def model_writer(ctx, model, tokenizer, plan: LabelPlan) -> Callable[[list[dict]], list[str | Generation]]:
     """A ``write`` for :func:`pseudo_label` that labels with ``model`` in ``plan.mode``."""
     c = ctx.config
 
-    def write(records: list[dict]) -> list[str]:
+    def write(records: list[dict]) -> list[str | Generation]:
         from tqdm.auto import tqdm
 
         model.eval()
@@ -129,8 +188,8 @@ def model_writer(ctx, model, tokenizer, plan: LabelPlan) -> Callable[[list[dict]
                 return teacher_forced_labels(model, tokenizer, records, plan, c.pseudo_labels.batch_size,
                                              c.training.precision, bar.update)
             prompts = [encode_prompt(tokenizer, r["instruction"], plan.max_prompt_tokens) for r in records]
-            return generate(model, tokenizer, prompts, plan.decoding, batch_size=c.pseudo_labels.batch_size,
-                            precision=c.training.precision, progress=bar.update)
+            return generations(model, tokenizer, prompts, plan.decoding, batch_size=c.pseudo_labels.batch_size,
+                               precision=c.training.precision, progress=bar.update)
 
     return write
 

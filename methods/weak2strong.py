@@ -70,10 +70,14 @@ def prepare_with_pen2sword(ctx: MethodContext) -> Prepared:
     return trained_on_labels(prepared, records, report)
 
 
+# Labels are answers that start and end (methods.pseudolabels.LABEL_RULES): the small experts are base models
+# (CodeLlama-7B) or, at micro, too weak to end an answer with EOS, and write blank lines to the budget otherwise.
+LABEL_OVERRIDES = {"training.peft": "lora", "pseudo_labels.label_rule": "answer"}
+
 register_method("weak2strong", prepare, models=models_needed, paper_label="Vanilla Model + LoRA + Weak2Strong",
                 description="LoRA on pseudo-labels written by the small expert (Burns et al. 2024)",
-                overrides={"training.peft": "lora"})
+                overrides=LABEL_OVERRIDES)
 register_method("pen2sword+weak2strong", prepare_with_pen2sword, models=models_needed,
                 paper_label="Pen2Sword + Weak2Strong", prepare_phase="transfer",
                 description="Pen2Sword's transfer from the expert, then training on its pseudo-labels (A.5.1)",
-                overrides={"training.peft": "lora"})
+                overrides=LABEL_OVERRIDES)

@@ -105,10 +105,14 @@ def test_a_field_added_later_keeps_the_ids_of_runs_made_before_it():
 
     cfg = resolve_config()
     before = cfg.to_dict()
-    del before["pen2sword"]["embedding_warmup_steps"]  # the config as runs made before the field recorded it
+    del before["pen2sword"]["embedding_warmup_steps"]  # the config as runs made before the fields recorded it
+    del before["pseudo_labels"]["label_rule"]
     old_id = f"s0-{hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]}"
     assert cfg.run_id() == old_id and config_from_dict(before).run_id() == old_id
     warm = resolve_config(overrides=["pen2sword.embedding_warmup_steps=5"])
     assert warm.run_id() != old_id  # set away from its neutral value, it is part of the identity
     with pytest.raises(ConfigError, match="embedding_warmup_steps"):
         resolve_config(overrides=["pen2sword.embedding_warmup_steps=-1"])
+    assert resolve_config(overrides=["pseudo_labels.label_rule=answer"]).run_id() != old_id
+    with pytest.raises(ConfigError, match="label_rule"):
+        resolve_config(overrides=["pseudo_labels.label_rule=blank"])

@@ -52,7 +52,7 @@ def test_the_target_trains_on_the_pseudo_labels(method, nano_zoo, tmp_path, spy_
 
         def spy(records):
             calls.append(len(records))
-            return [f"PSEUDO {text}" for text in write(records)]  # marked, so the test can tell them apart
+            return [f"PSEUDO {g.text}" for g in write(records)]  # marked, so the test can tell them apart
         return spy
 
     monkeypatch.setattr("methods.weak2strong.model_writer", writer)
@@ -175,7 +175,7 @@ def test_mostly_empty_pseudo_labels_are_flagged(tmp_path, monkeypatch, capsys):
     ctx = SimpleNamespace(train_records=records, phase=lambda name: __import__("contextlib").nullcontext())
     plan = pseudolabels.LabelPlan({"weak": {"name": "w"}}, "generate", Decoding(4), 64, 128, reached=(0, 1, 2, 3))
     labelled, report = pseudolabels.pseudo_label(ctx, plan, lambda rs: ["\n\n", "", "  ", "def f(): pass"], "test")
-    assert report["empty_labels"] == 3 and "3 of 4 pseudo-labels are empty" in report["warning"]
+    assert report["empty_labels"] == 3 and "3 of 4 pseudo-labels empty" in report["warning"]
     assert "warning: 3 of 4" in capsys.readouterr().err
     useful = pseudolabels.LabelPlan({"weak": {"name": "w"}}, "generate", Decoding(4), 64, 128, reached=(3,))
     _, fine = pseudolabels.pseudo_label(ctx, useful, lambda rs: ["def f(): pass"], "test")

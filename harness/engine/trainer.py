@@ -27,6 +27,7 @@ from transformers import get_scheduler
 from harness.config import RunConfig
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import load_trainable_state, trainable_state
+from harness.engine.degeneracy import degenerate_share
 from harness.data.batches import IGNORE, Encoded, StepOrder, collate, encode_example, encode_prompt, pad_id
 from harness.engine.profiler import memory_snapshot
 from harness.io import append_jsonl
@@ -67,7 +68,8 @@ def upcast_trainable(model) -> list[torch.nn.Parameter]:
 
 def evaluate_validation(model, tokenizer, config: RunConfig, records: list[dict],
                         samples_path: Path | None = None) -> dict[str, float]:
-    """ROUGE-1/2/L of generated (or, officially, teacher-forced) responses, and eval loss."""
+    """ROUGE-1/2/L of generated (or, officially, teacher-forced) responses, eval loss, and the share of generated
+    responses that are degenerate (``degenerate_share``: empty or a loop, :mod:`harness.engine.degeneracy`)."""
     t, e = config.training, config.eval
     model.eval()
     if e.rouge_mode == "generate":
@@ -81,6 +83,8 @@ def evaluate_validation(model, tokenizer, config: RunConfig, records: list[dict]
                                                  max_prompt_tokens=config.data.max_prompt_tokens,
                                                  precision=t.precision)
     scores = rouge_f1(preds, refs, e.rouge_tokenizer)
+    if e.rouge_mode == "generate":  # teacher-forced "predictions" are argmaxes under the reference, never loops
+        scores["degenerate_share"] = degenerate_share(preds)
     scores.update(eval_loss(model, tokenizer, records, seq_len=t.seq_len, batch_size=e.eval_batch_size,
                             loss_on=t.loss_on, max_prompt_tokens=config.data.max_prompt_tokens,
                             precision=t.precision))
