@@ -49,6 +49,9 @@ class ModelSpec:
     vocab_size: int | None = None
     tie_word_embeddings: bool | None = None
     trust_remote_code: bool = False  # the hub repo ships its own modelling code (Baichuan2)
+    # The registered model this one was tuned from, untuned (ProxyTuning's anti-expert for it): a hub entry names
+    # a hub entry, a zoo role a role (its paper counterpart's own entry names the base at scale paper).
+    untuned_base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,32 +70,42 @@ class ResolvedModel:
 
 _PAPER_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("llama-2-7b", "meta-llama/Llama-2-7b-hf", None, "Llama2-7B-Base", "llama-2", 4096,
-              "ProxyTuning's anti-expert at paper scale (the untuned 7B)", vocab_size=32000, tie_word_embeddings=False),
+              "the untuned base of Llama2-7B-Chat, CodeLlama-7B and Vicuna-7B-v1.5: ProxyTuning's anti-expert for them",
+              vocab_size=32000, tie_word_embeddings=False),
+    ModelSpec("llama-7b", "huggyllama/llama-7b", None, "LLaMA-7B", "llama", 4096,
+              "Vicuna-7B-v1.3's untuned base (LLaMA-1): ProxyTuning's anti-expert for it", vocab_size=32000,
+              tie_word_embeddings=False),
     ModelSpec("llama-2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", None, "Llama2-7B-Chat", "llama-2", 4096,
-              "candidate expert (Section 5.1, Table 3)", vocab_size=32000, tie_word_embeddings=False),
+              "candidate expert (Section 5.1, Table 3)", vocab_size=32000, tie_word_embeddings=False,
+              untuned_base="llama-2-7b"),
     ModelSpec("llama-2-13b", "meta-llama/Llama-2-13b-hf", None, "Llama2-13B-Base", "llama-2", 5120,
               "the target model (Section 5.1)", vocab_size=32000, tie_word_embeddings=False),
     ModelSpec("llama-2-13b-chat", "meta-llama/Llama-2-13b-chat-hf", None, "Llama2-13B-Chat", "llama-2", 5120,
-              "Table 1's 'Vanilla Model + Instruction-tuned'", vocab_size=32000, tie_word_embeddings=False),
+              "Table 1's 'Vanilla Model + Instruction-tuned'", vocab_size=32000, tie_word_embeddings=False,
+              untuned_base="llama-2-13b"),
     ModelSpec("llama-2-70b", "meta-llama/Llama-2-70b-hf", None, "Llama2-70B-Base", "llama-2", 8192,
               "Table 6 target (AlpacaEval)", vocab_size=32000, tie_word_embeddings=False),
     ModelSpec("llama-2-70b-chat", "meta-llama/Llama-2-70b-chat-hf", None, "Llama2-70B-Chat", "llama-2", 8192,
-              "Table 6 expert for Llama2-70B-Base (DR 100%)", vocab_size=32000, tie_word_embeddings=False),
+              "Table 6 expert for Llama2-70B-Base (DR 100%)", vocab_size=32000, tie_word_embeddings=False,
+              untuned_base="llama-2-70b"),
     ModelSpec("codellama-7b", "codellama/CodeLlama-7b-hf", None, "CodeLlama-7B", "code-llama", 4096,
               "candidate expert; Table 2 and Figure 3(a) expert; 16 tokens more than Llama 2",
-              vocab_size=32016, tie_word_embeddings=False),
+              vocab_size=32016, tie_word_embeddings=False, untuned_base="llama-2-7b"),
     ModelSpec("codellama-7b-instruct", "codellama/CodeLlama-7b-Instruct-hf", None, "CodeLlama-7B-Instruct",
               "code-llama", 4096, "candidate expert (Section 5.1, Table 3)", vocab_size=32016,
-              tie_word_embeddings=False),
+              tie_word_embeddings=False, untuned_base="codellama-7b"),
     ModelSpec("vicuna-7b-v1.3", "lmsys/vicuna-7b-v1.3", None, "Vicuna-7B-v1.3", "vicuna", 4096,
-              "cross-family candidate expert (fine-tuned from LLaMA-7B)", vocab_size=32000, tie_word_embeddings=False),
+              "cross-family candidate expert (fine-tuned from LLaMA-7B)", vocab_size=32000, tie_word_embeddings=False,
+              untuned_base="llama-7b"),
     ModelSpec("vicuna-7b-v1.5", "lmsys/vicuna-7b-v1.5", None, "Vicuna-7B-v1.5", "vicuna", 4096,
-              "cross-family candidate expert (from Llama2-7B); Figure 3(b), 4 (DR 100%) and 5 expert",
-              vocab_size=32000, tie_word_embeddings=False),
+              "cross-family candidate expert (from Llama2-7B); Figure 3(b), 4 (DR 100%: expert and target) and 5 "
+              "expert", vocab_size=32000, tie_word_embeddings=False, untuned_base="llama-2-7b"),
     ModelSpec("vicuna-13b-v1.3", "lmsys/vicuna-13b-v1.3", None, "Vicuna-13B-v1.3", "vicuna", 5120,
-              "Figure 5 target (fusion-ratio study)", vocab_size=32000, tie_word_embeddings=False),
+              "Figure 5 target (fusion-ratio study; fine-tuned from LLaMA-13B)", vocab_size=32000,
+              tie_word_embeddings=False),
     ModelSpec("vicuna-13b-v1.5", "lmsys/vicuna-13b-v1.5", None, "Vicuna-13B-v1.5", "vicuna", 5120,
-              "Figure 3(b) target for the Vicuna family", vocab_size=32000, tie_word_embeddings=False),
+              "Figure 3(b) target for the Vicuna family", vocab_size=32000, tie_word_embeddings=False,
+              untuned_base="llama-2-13b"),
     ModelSpec("baichuan2-13b-base", "baichuan-inc/Baichuan2-13B-Base", None, "Baichuan2-13B-Base", "baichuan2", 5120,
               "Figure 3(b) target for the Baichuan family; its repo ships custom modelling code",
               vocab_size=125696, tie_word_embeddings=False, trust_remote_code=True),
@@ -103,7 +116,7 @@ _PAPER_MODELS: tuple[ModelSpec, ...] = (
               "Figure 4 (DR 67%); tied input/output embeddings", vocab_size=128256, tie_word_embeddings=True),
     ModelSpec("llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B-Instruct", None, "Llama3.2-1B-Instruct",
               "llama-3.2", 2048, "Figure 4 expert at DR 67% (2048 / 3072); tied input/output embeddings",
-              vocab_size=128256, tie_word_embeddings=True),
+              vocab_size=128256, tie_word_embeddings=True, untuned_base="llama-3.2-1b"),
     ModelSpec("llama-3.2-3b", "meta-llama/Llama-3.2-3B", None, "Llama3.2-3B", "llama-3.2", 3072,
               "the DR 67% target (Section 5.5: 1B -> 3B); tied input/output embeddings",
               vocab_size=128256, tie_word_embeddings=True),
@@ -124,7 +137,7 @@ def _zoo_specs() -> list[ModelSpec]:
         notes = f"built-in family: {role.how_made}" + (f"; {role.notes}" if role.notes else "")
         specs.append(ModelSpec(role.name, None, role.name, role.stands_in_for, "zoo", shape.hidden_size,
                                notes + " (hidden size at scale micro)", paper_model=role.paper_model,
-                               tie_word_embeddings=False))
+                               tie_word_embeddings=False, untuned_base=role.untuned_base))
     return specs
 
 
@@ -147,6 +160,36 @@ def spec_for_hub_id(hub_id: str) -> ModelSpec | None:
         if spec.hub_id and spec.hub_id.lower() == wanted:
             return spec
     return None
+
+
+def untuned_base(name: str, scale: str) -> str | None:
+    """The registered name of the untuned model ``name`` was tuned from, as ``name`` resolves at ``scale``: a zoo
+    role's base role at nano and micro, its paper counterpart's base at paper (ProxyTuning's anti-expert for
+    ``name``). None for a name that is not registered or whose base is not."""
+    if name not in MODELS:
+        return None
+    spec: ModelSpec = MODELS.get(name)
+    if spec.zoo_role is not None and scale == "paper":
+        if spec.paper_model is None:
+            return None
+        spec = MODELS.get(spec.paper_model)
+    return spec.untuned_base
+
+
+def same_registered_model(a: str, b: str, scale: str) -> bool:
+    """Whether registered names ``a`` and ``b`` load the same weights at ``scale`` (e.g. the roles ``anti-expert``
+    and ``small-base`` share a checkpoint), decided from the registry alone: nothing is resolved or built."""
+    def weights(name: str) -> str:
+        spec: ModelSpec = MODELS.get(name)
+        if spec.zoo_role is None:
+            return spec.name
+        if scale == "paper":
+            return spec.paper_model or f"role:{spec.name}"
+        from harness.zoo.recipe import ROLE_BY_NAME
+
+        return f"checkpoint:{ROLE_BY_NAME[spec.zoo_role].checkpoint}"
+
+    return a in MODELS and b in MODELS and weights(a) == weights(b)
 
 
 # --- resolution ------------------------------------------------------------------------------------

@@ -16,17 +16,21 @@ Registered uses:
   with the combination.
 
 The expert is the small expert Pen2Sword would use (``model.expert`` or the suite's domain expert),
-the anti-expert ``model.anti_expert`` (its untuned base), α = ``proxy.alpha`` (1 in the paper).
+the anti-expert that expert's untuned base (:func:`anti_expert_for`: CodeLlama-7B-Instruct → CodeLlama-7B,
+Vicuna-7B-v1.3 → LLaMA-7B, ...) unless ``model.anti_expert`` is set away from its default, α =
+``proxy.alpha`` (1 in the paper).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from types import SimpleNamespace
 
 import torch
 
-from harness.config import RunConfig
+from harness.config import RunConfig, resolve_config
 from harness.method import MethodContext, Prepared, register_method
+from harness.models import same_registered_model, untuned_base
 from harness.suites import Suite
 from methods.pen2sword import method as pen2sword
 from methods.pen2sword.transfer import build_vocab_union
@@ -161,9 +165,32 @@ def _choose(scores: torch.Tensor, do_sample: bool, temperature: float, top_p: fl
 
 # --- the registered methods ------------------------------------------------------------------------
 
+@lru_cache(maxsize=None)
+def default_anti_expert(scale: str) -> str:
+    """``model.anti_expert`` of a run at ``scale`` that does not set it (the paper preset names llama-2-7b)."""
+    return resolve_config(given={"scale": scale}).model.anti_expert
+
+
+def anti_expert_for(config: RunConfig, expert: str) -> str:
+    """ProxyTuning's anti-expert for ``expert``: its untuned base (Liu et al. contrast an expert with the model it
+    was tuned from), unless ``model.anti_expert`` is set to something other than its default, which wins.
+
+    The default is told by its value (a config does not record which keys were given): the value every run had
+    before the anti-expert followed the expert, so the default code-suite runs keep their ids. Where the expert's
+    base is the model the default names already (the code expert's), or is not registered (a local path), the
+    default stands."""
+    configured = config.model.anti_expert
+    if configured != default_anti_expert(config.scale):
+        return configured
+    base = untuned_base(expert, config.scale)
+    if base is None or same_registered_model(base, configured, config.scale):
+        return configured  # the same weights under the name the runs so far had (their label caches key on it)
+    return base
+
+
 def models_needed(config: RunConfig, suite: Suite) -> dict[str, str]:
-    return {"target": config.model.target, "expert": pen2sword.choose_expert(config, suite)[0],
-            "anti_expert": config.model.anti_expert}
+    expert = pen2sword.choose_expert(config, suite)[0]
+    return {"target": config.model.target, "expert": expert, "anti_expert": anti_expert_for(config, expert)}
 
 
 def load_proxy(ctx: MethodContext) -> tuple[ProxyTuned, object]:
@@ -216,13 +243,17 @@ def prepare_decode(ctx: MethodContext) -> Prepared:
                     info={"decoding": "target + alpha * (expert - anti-expert)", "alpha": proxy.alpha})
 
 
+# Labels follow the same rule as Weak2Strong's (methods.weak2strong.LABEL_OVERRIDES), so both baselines train on
+# answers cut the same way.
+LABEL_OVERRIDES = {"training.peft": "lora", "pseudo_labels.label_rule": "answer"}
+
 register_method("proxytuning", prepare, models=models_needed, paper_label="Vanilla Model + LoRA + ProxyTuning",
                 description="LoRA on pseudo-labels decoded by target + α(expert − anti-expert) (Liu et al. 2024)",
-                overrides={"training.peft": "lora"})
+                overrides=LABEL_OVERRIDES)
 register_method("pen2sword+proxytuning", prepare_with_pen2sword, models=models_needed,
                 paper_label="Pen2Sword + ProxyTuning", prepare_phase="transfer",
                 description="Pen2Sword's transfer, then training on ProxyTuning's pseudo-labels (A.5.2)",
-                overrides={"training.peft": "lora"})
+                overrides=LABEL_OVERRIDES)
 register_method("proxytuning-decode", prepare_decode, models=models_needed, trains=False,
                 paper_label="ProxyTuning (decoding-time)",
                 description="no training: the target decodes with target + α(expert − anti-expert) (Liu et al.'s use)")

@@ -124,38 +124,54 @@ class Role:
     how_made: str
     domain: str | None = None  # the text domain a domain expert is expected to win on
     notes: str = field(default="")
+    # The role of the untuned model this one was tuned from: ProxyTuning's anti-expert for it at scales nano and
+    # micro (at scale paper the paper model's own ``untuned_base`` is used, harness.models.untuned_base).
+    untuned_base: str | None = None
 
 
 ROLES: tuple[Role, ...] = (
     Role("target-base", "target-base", "Llama2-13B-Base", "llama-2-13b",
          "largest width d_T, pretrained on prose with a little code and math"),
     Role("target-instruct", "target-instruct", "Llama2-13B-Chat", "llama-2-13b-chat",
-         "target base + instruction tuning on the chat mix"),
+         "target base + instruction tuning on the chat mix", untuned_base="target-base"),
     Role("small-base", "small-base", "Llama2-7B-Base", "llama-2-7b",
          "width d_S = 0.8 d_T, same data mix as the target, fewer tokens"),
     Role("anti-expert", "small-base", "untuned small model (ProxyTuning's anti-expert)", "llama-2-7b",
          "the small base itself", notes="same checkpoint as small-base"),
     Role("chat-expert", "chat-expert", "Llama2-7B-Chat", "llama-2-7b-chat",
-         "small base + instruction tuning on the chat mix"),
+         "small base + instruction tuning on the chat mix", untuned_base="small-base"),
     Role("code-expert", "code-expert", "CodeLlama-7B", "codellama-7b",
-         "small base + continued pretraining on code; tokenizer + 16 code tokens", domain="code"),
+         "small base + continued pretraining on code; tokenizer + 16 code tokens", domain="code",
+         untuned_base="small-base"),
     Role("code-instruct-expert", "code-instruct-expert", "CodeLlama-7B-Instruct", "codellama-7b-instruct",
-         "code expert + docstring-to-function instruction tuning", domain="code"),
+         "code expert + docstring-to-function instruction tuning", domain="code", untuned_base="code-expert"),
     Role("small-base-b", "small-base-b", "Vicuna's base (LLaMA-7B / Llama2-7B)", None,
          "second small base: other seed and a code/math-heavier mix"),
     Role("vicuna-v1.3-expert", "vicuna-v1.3-expert", "Vicuna-7B-v1.3", "vicuna-7b-v1.3",
-         "small base b + instruction tuning, prose-heavy mix"),
+         "small base b + instruction tuning, prose-heavy mix", untuned_base="small-base-b"),
     Role("vicuna-v1.5-expert", "vicuna-v1.5-expert", "Vicuna-7B-v1.5", "vicuna-7b-v1.5",
-         "small base b + instruction tuning, code-heavier mix, other seed"),
+         "small base b + instruction tuning, code-heavier mix, other seed", untuned_base="small-base-b"),
     Role("math-expert", "math-expert", "the math suite's expert (not named in the paper)", None,
-         "small base + continued pretraining on GSM8K/MATH train text", domain="math"),
+         "small base + continued pretraining on GSM8K/MATH train text", domain="math", untuned_base="small-base"),
     Role("dr100-expert", "target-instruct", "DR 100% expert (Figure 4 left: same width as the target)",
          "vicuna-7b-v1.5", "the instruction-tuned target: same width d_T",
-         notes="same checkpoint as target-instruct"),
+         notes="same checkpoint as target-instruct", untuned_base="target-base"),
     Role("dr67-base", "dr67-base", "Llama3.2-1B (DR 67%)", "llama-3.2-1b",
          "width 2/3 d_T, same data and tokens as the small base"),
     Role("dr67-expert", "dr67-expert", "Llama3.2-1B-Instruct (DR 67%, Figure 4 right)", "llama-3.2-1b-instruct",
-         "dr67 base + instruction tuning on the chat mix"),
+         "dr67 base + instruction tuning on the chat mix", untuned_base="dr67-base"),
+    # Targets of Figures 4 and 5, which are not the main target at scale paper: at nano and micro each is a checkpoint
+    # of width d_T, so an expert's width over the target's is the paper's ratio at every scale.
+    Role("dr100-target", "target-base", "Vicuna-7B-v1.5 (Figure 4's DR 100% target)", "vicuna-7b-v1.5",
+         "the target base: width d_T, as wide as the DR 100% expert (the instruction-tuned target)",
+         notes="same checkpoint as target-base"),
+    Role("dr67-target", "target-base", "Llama3.2-3B (Figure 4's DR 67% target)", "llama-3.2-3b",
+         "the target base: width d_T, so the DR 67% expert's width is 2/3 of it (Llama-3.2: 2048 / 3072)",
+         notes="same checkpoint as target-base"),
+    Role("alpha-target", "target-instruct", "Vicuna-13B-v1.3 (Figure 5's target)", "vicuna-13b-v1.3",
+         "the instruction-tuned target: width d_T, an instruction-tuned model of another lineage than the Vicuna "
+         "stand-ins (small-base-b), as Vicuna-13B-v1.3 (from LLaMA-13B) is to Vicuna-7B-v1.5 (from Llama-2-7B)",
+         notes="same checkpoint as target-instruct", untuned_base="target-base"),
 )
 ROLE_BY_NAME = {r.name: r for r in ROLES}
 
