@@ -24,7 +24,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
     p.add_argument("--out", default="report", help="output directory (default ./report)")
     p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"])
-    p.add_argument("--seeds", default="0", help="comma-separated seeds the tables average (default 0)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated seeds every table averages (default: each table's own, the paper's count: "
+                        "0,1,2 for Table 4 and Figure 7, 0 for the others)")
     p.add_argument("--only", default="all", help="comma-separated tables/figures, e.g. table2,figure2 (default all)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides the runs were made with")
     p.set_defaults(func=cmd_report)
@@ -35,7 +37,9 @@ def add_parsers(sub) -> None:
     which.add_argument("--figure", help="figure number or panel, e.g. 2 or 2a")
     which.add_argument("--all", action="store_true")
     p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"])
-    p.add_argument("--seeds", type=int, default=1, help="how many seeds (0..K-1; the paper averages three)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="how many seeds (0..K-1) every table gets (default: each table's own, the paper's count: "
+                        "three for Table 4 and Figure 7, one for the others)")
     p.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
     p.add_argument("--out", default="report")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate of its time; run nothing")
@@ -49,14 +53,16 @@ def _specs(names: list[str]):
     return resolve_names(names)
 
 
-def _needs(specs, scale: str, seeds: tuple[int, ...], overrides: tuple[str, ...]):
+def _needs(specs, scale: str, seeds: tuple[int, ...] | None, overrides: tuple[str, ...]):
+    """Spec name → its needed runs; ``seeds`` None: each spec's own (the paper's count, :meth:`Spec.seed_list`)."""
     from harness.catalog import load_builtins
 
     from reports.spec import needed_runs
 
     load_builtins()  # the specs name registered methods
 
-    return {spec.name: needed_runs(spec, scale=scale, seeds=seeds, overrides=overrides) for spec in specs}
+    return {spec.name: needed_runs(spec, scale=scale, seeds=spec.seed_list() if seeds is None else seeds,
+                                   overrides=overrides) for spec in specs}
 
 
 def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple[str, ...]) -> Path:
@@ -65,7 +71,9 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
     from harness.provenance import hardware
 
     from reports.collect import find
-    from reports.render import CLAIMS_HOW_TO_READ, render_dpf, render_figure, render_paper_only, render_table
+    from reports.claims import CLAIMS_HOW_TO_READ, finalize, verdict_text
+    from reports.render import render_dpf, render_figure, render_paper_only, render_table
+    from reports.spec import differences
 
     sections, all_claims, missing, other_missing = [], [], [], []
     precisions: set[str] = set()
@@ -102,9 +110,18 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
             f"- precision of the runs: {', '.join(sorted(precisions)) or 'no runs'}; config overrides: "
             f"{' '.join(overrides) or 'none'}",
             f"- compute behind this report: {compute_text(every_run.values())}",
-            "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference", ""]
-    claims = ["## Claims", "", CLAIMS_HOW_TO_READ, "", "| source | claim | holds | evidence |", "|---|---|---|---|"]
-    claims += [f"| {c['source']} | {c['claim']} | {holds_text(c)} | {c['evidence']} |" for c in all_claims]
+            "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference",
+            "- differences from the paper at this scale (the runs' settings, models and protocol):",
+            *[f"  - {d}" for d in differences(specs, scale, {name: len({n.seed for n in spec_needs})
+                                                              for name, spec_needs in needs.items()}, overrides)
+              or ["none"]],
+            ""]
+    # Every test of every claim is one family: Holm's correction over all of them decides the verdicts.
+    all_claims = finalize(all_claims)
+    n_tests = sum(1 for c in all_claims for t in c.get("tests", ()) if t.get("p") is not None)
+    claims = ["## Claims", "", CLAIMS_HOW_TO_READ, "", f"{n_tests} tests in this section's family.", "",
+              "| source | claim | holds | evidence |", "|---|---|---|---|"]
+    claims += [f"| {c['source']} | {c['claim']} | {verdict_text(c)} | {c['evidence']} |" for c in all_claims]
     needed_by: dict[str, list[str]] = {}
     for f in missing:
         needed_by.setdefault(f.need.run_id, []).append(f.need.spec)
@@ -116,9 +133,12 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
     # The claims for machines too (a dashboard, a test of a reproduction): holds is true, false or null.
-    atomic_write_json(out / "claims.json", [{"source": c["source"], "claim": c["claim"], "holds": c["holds"],
-                                             "within_noise": bool(c.get("within_noise")), "evidence": c["evidence"]}
-                                            for c in all_claims])
+    atomic_write_json(out / "claims.json", [
+        {"source": c["source"], "claim": c["claim"], "holds": c["holds"], "verdict": verdict_text(c),
+         "within_noise": bool(c.get("within_noise")), "provisional": bool(c.get("provisional")),
+         "undecided_because": c.get("undecided_because"), "evidence": c["evidence"],
+         "tests": [{k: v for k, v in t.items() if k not in ("digits", "scale")} for t in c.get("tests", ())]}
+        for c in all_claims])
     path.write_text("\n".join(head) + "\n" + "\n".join(sections) + "\n" + "\n".join(claims) + "\n\n"
                     + "\n".join(todo) + "\n", encoding="utf-8")
     return path
@@ -135,8 +155,8 @@ def _missing_line(found: Found, specs: list[str], scale: str, overrides: tuple[s
 def compute_text(runs) -> str:
     """What the runs cost: "5 runs, 1 h 02 min of wall time in all (4 of them on an idle machine)". Wall time
     is each run's latest attempt; "idle" is a recorded CPU share of at least
-    :data:`reports.render.MIN_CPU_SHARE` (a run that shared its machine took longer than it needed)."""
-    from reports.render import MIN_CPU_SHARE
+    :data:`reports.claims.MIN_CPU_SHARE` (a run that shared its machine took longer than it needed)."""
+    from reports.claims import MIN_CPU_SHARE
 
     runs = list(runs)
     if not runs:
@@ -151,13 +171,6 @@ def compute_text(runs) -> str:
     wall = f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
     return (f"{len(runs)} run{'s' * (len(runs) != 1)}, {wall} of wall time in all "
             f"({idle} of them recorded an idle machine)")
-
-
-def holds_text(claim: dict) -> str:
-    """yes / no / n/a, and "within noise" where the paired comparison the claim rests on cannot tell the rows
-    apart (its ``within_noise``), so a "yes" on means that differ in the fifth decimal does not read as a finding."""
-    text = {True: "yes", False: "no"}.get(claim["holds"], "n/a")
-    return f"{text}, within noise" if claim["holds"] is not None and claim.get("within_noise") else text
 
 
 def plan_minutes(todo, scale: str, results) -> str:
@@ -186,7 +199,7 @@ def plan_minutes(todo, scale: str, results) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     specs = _specs(args.only.split(","))
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    seeds = None if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
     overrides = tuple(args.overrides)
     needs = _needs(specs, args.scale, seeds, overrides)
     path = render_all(specs, needs, results=args.results, out=Path(args.out), scale=args.scale, overrides=overrides)
@@ -198,10 +211,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.engine.run import run_in_subprocess
 
     from reports.collect import find
+    from reports.spec import differences
 
     name = "all" if args.all else (f"table{args.table}" if args.table else f"figure{args.figure}")
     specs = _specs([name])
-    seeds = tuple(range(args.seeds))
+    seeds = None if args.seeds is None else tuple(range(args.seeds))
     overrides = tuple(args.overrides)
     needs = _needs(specs, args.scale, seeds, overrides)
     unique = {}
@@ -215,13 +229,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     estimate = plan_minutes(todo, args.scale, args.results)
     print(f"{name} at {args.scale}: {len(unique)} runs needed, {len(unique) - len(absent)} completed, "
           f"{len(todo)} to run ({estimate}), {len(blocked)} not runnable here")
-    for need in todo:
-        print(f"  {need.command(args.scale, overrides)}   [{found[need.run_id].state}]")
+    for need in todo:  # ProxyTuning's lines name the anti-expert each expert gets (its untuned base by default)
+        note = "; ".join(filter(None, (found[need.run_id].state, need.models_note())))
+        print(f"  {need.command(args.scale, overrides)}   [{note}]")
     for need in blocked:
-        print(f"  not runnable here: {need.command(args.scale, overrides)}   [{need.not_runnable}]")
+        note = "; ".join(filter(None, (need.not_runnable, need.models_note())))
+        print(f"  not runnable here: {need.command(args.scale, overrides)}   [{note}]")
     for spec in specs:
         if spec.kind == "paper-only":
             print(f"  {spec.name}: {spec.note}")
+    seeds_used = {spec_name: len({n.seed for n in spec_needs}) for spec_name, spec_needs in needs.items()}
+    print("seeds per cell (each table's own unless --seeds): "
+          + ", ".join(f"{spec.name} {seeds_used[spec.name]}" for spec in specs if needs[spec.name]))
+    print(f"differences from the paper at {args.scale}:")
+    for difference in differences(specs, args.scale, seeds_used, overrides) or ["none"]:
+        print(f"  - {difference}")
     if args.dry_run:
         return 0
     from tqdm.auto import tqdm

@@ -5,6 +5,9 @@ config ``harness run`` would resolve, up to ``training.precision`` (resolved per
 made on a bf16 machine still counts on an fp32 one) and up to fields added since (filled by their
 defaults). Only completed runs count; a run resumed after
 a crash counts its latest attempt per (step, metric) (:func:`harness.runstore.latest_metrics`).
+
+A row that should bear no claims says why (:func:`degenerate_reason`): more than half of what it trained on
+(pseudo-labels) or of what it generates at validation is degenerate (:mod:`harness.engine.degeneracy`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from harness.runstore import RunDir, find_runs, latest_metrics
 from harness.summary import summarize
 
 from reports.spec import NeededRun
+
+DEGENERATE = "degenerate_share"  # the validation metric: share of generations that are empty or loops
 
 
 def _comparable(config: dict) -> dict:
@@ -83,19 +88,26 @@ def run_values(run: RunDir) -> dict:
     for name in ("build_models", "benchmarks"):  # building the family and scoring benchmarks are not training cost
         if seconds is not None:
             seconds -= phases.get(name, {}).get("self_seconds", 0.0)
+    # Labels another run wrote into the cache cost this run nothing, but the method's cost includes them (Figure 2c
+    # counts labelling): the seconds the labelling took when it was made count here as well.
+    labels = _labels_report(run)
+    if seconds is not None and labels and labels.get("cached") and labels.get("labelling_seconds"):
+        seconds += labels["labelling_seconds"]
+    step_seconds = [r["value"] for r in rows if r.get("phase") == "train" and r.get("metric") == "step_seconds"]
     bench = summary.get("benchmarks") or {}
     best = summary.get("best_step")
     bench_rows = bench.get("rows", [])
     config, status = read_json(run.config_path), run.status() or {}
     best_row = next((r for r in bench_rows if r["step"] == best), bench_rows[-1] if bench_rows else None)
     at_best = best_row["scores"] if best_row else {}
+    label_counts = pseudo_label_counts(run)
     return {
         "step": last,
         "rouge1": at.get((last, "rouge1")), "rouge2": at.get((last, "rouge2")), "rougeL": at.get((last, "rougeL")),
         "eval_loss": at.get((last, "eval_loss")), "eval_bits_per_byte": at.get((last, "eval_bits_per_byte")),
         # metric → [(step, value)]: validation metrics at each evaluation, benchmark scores at each checkpoint
         "curves": {**{m: [(s, at.get((s, m))) for s in evals]
-                      for m in ("rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte")},
+                      for m in ("rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte", DEGENERATE)},
                    **{name: [(r["step"], (r["scores"].get(name) or {}).get("score")) for r in bench_rows
                              if isinstance(r["step"], int)]
                       for name in bench.get("names", [])}},
@@ -104,6 +116,11 @@ def run_values(run: RunDir) -> dict:
         "gpu_mem_gb": None if training.get("gpu_mem_mean_mb") is None else training["gpu_mem_mean_mb"] / 1024,
         "rss_peak_gb": None if not rss else rss / 1024,
         "minutes_per_1k": None if seconds is None or not steps else seconds / steps * 1000 / 60,
+        # The cost per step split for an interval (reports.stats.cost_ratio): each training step's own seconds,
+        # and the rest of the run's cost (labels, loading, validation) spread over its steps.
+        "step_seconds": step_seconds,
+        "fixed_seconds_per_step": (None if seconds is None or not steps or not step_seconds else
+                                   max(0.0, seconds - sum(step_seconds)) / steps),
         # the share of its threads' time the run's process got (None: run made before it was recorded)
         "cpu_share": (status.get("profile") or {}).get("cpu_share"),
         # how many runs its process had started before it (0: a process of its own; None: not recorded)
@@ -119,7 +136,76 @@ def run_values(run: RunDir) -> dict:
         "benchmark_step": best_row["step"] if best_row else None,  # the step "benchmarks" was scored at
         # where the per-item samples are (reports.render pairs two rows' items within the same suite and seed)
         "run_dir": str(run.path), "seed": config.get("seed"),
+        # Degeneracy (see degenerate_reason). Pseudo-labels: counts as the run's prepare.json reports them (None:
+        # the method writes none); the shares are of the labels written, None where the run did not count.
+        "labels": label_counts,
+        **{f"labels_{name}_share": _share(label_counts, name)
+           for name in ("empty", "ended", "degenerate", "identical")},
+        # validation generations that are empty or loops, at the last evaluation and at the best step (by ROUGE-1)
+        "best_step": best,
+        "generations_degenerate_share": generations_degenerate_share(run, last, at),
+        "generations_degenerate_share_best": generations_degenerate_share(run, best, at),
     }
+
+
+def _labels_report(run: RunDir) -> dict | None:
+    """The run's pseudo-label report (methods.pseudolabels.pseudo_label) from its prepare.json; None without one."""
+    path = run.path / "prepare.json"
+    return (read_json(path) if path.exists() else {}).get("pseudo_labels")
+
+
+def pseudo_label_counts(run: RunDir) -> dict | None:
+    """``{"n", "empty", "ended", "degenerate", "identical", "most_common"}`` of the run's pseudo-labels, from
+    its prepare.json (a run from before a count was reported has None there); None for runs without labels."""
+    report = _labels_report(run)
+    if not report:
+        return None
+    return {"n": report.get("n_labelled"), "empty": report.get("empty_labels"), "ended": report.get("ended_labels"),
+            "degenerate": report.get("degenerate_labels"), "identical": report.get("identical_labels"),
+            "most_common": report.get("most_common_label")}
+
+
+def _share(labels: dict | None, name: str) -> float | None:
+    if not labels or not labels.get("n") or labels.get(name) is None:
+        return None
+    return labels[name] / labels["n"]
+
+
+def generations_degenerate_share(run: RunDir, step: int | None, logged: dict) -> float | None:
+    """The share of validation generations at ``step`` that are degenerate: the logged metric, or for a run made
+    before it was logged, measured on the run's samples of that step (None: neither is there, or the run's
+    validation is teacher-forced)."""
+    if step is None:
+        return None
+    if (step, DEGENERATE) in logged:
+        return logged[(step, DEGENERATE)]
+    path = run.samples_dir / f"validation-step-{step}.jsonl"
+    if not path.exists() or (read_json(run.config_path).get("eval") or {}).get("rouge_mode", "generate") != "generate":
+        return None
+    from harness.engine.degeneracy import degenerate_share
+
+    rows = {str(row["id"]): row["prediction"] for row in read_jsonl(path)}  # a resumed run's later row wins
+    return degenerate_share(list(rows.values())) if rows else None
+
+
+def degenerate_reason(run_value: dict) -> str | None:
+    """Why a row (:func:`run_values`) should bear no claims, in a few words, or None when it may.
+
+    A row bears none when more than half of its pseudo-labels are empty, degenerate (empty or a loop) or one
+    same text (the labeller answered nothing, or the same few words to every prompt: the target learned
+    that, not the task), or when more than half of its validation generations are degenerate at its last
+    evaluation or at its best step. The reason names which: degenerate labels void every claim on the row (its
+    training had no task in it); degenerate generations void what is read from generations (ROUGE, benchmark
+    accuracy), while teacher-forced numbers (eval loss, bits per byte) still measure the model."""
+    from harness.engine.degeneracy import MAX_SHARE, no_answer_reason
+
+    if reason := no_answer_reason(run_value.get("labels") or {}):
+        return reason
+    for share, step in ((run_value.get("generations_degenerate_share"), run_value.get("step")),
+                        (run_value.get("generations_degenerate_share_best"), run_value.get("best_step"))):
+        if share is not None and share > MAX_SHARE:
+            return f"{share:.0%} of validation generations degenerate at step {step}"
+    return None
 
 
 VALIDATION_ROUGE = ("rouge1", "rouge2", "rougeL")

@@ -12,8 +12,8 @@ import pytest
 from harness.cli import main
 from harness.runstore import RunDir
 from reports.collect import item_values, run_values
-from reports.render import (CLAIMS_HOW_TO_READ, curve_claims, paired_difference, paired_over_runs, paired_text,
-                            table1_claims, table_frame)
+from reports.claims import CLAIMS_HOW_TO_READ, curve_claims, finalize, table1_claims
+from reports.render import table_frame
 from reports.spec import SPECS, needed_runs
 
 # Two checkpoints (1, 2), four validation items, benchmarks on two items each.
@@ -21,41 +21,7 @@ TINY = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_st
         "eval.benchmark_limit=2", "eval.benchmark_max_new_tokens=8", "eval.max_new_tokens=8"]
 
 
-# --- the statistics on hand-made items -------------------------------------------------------------
-
-def test_paired_difference_over_the_shared_items():
-    ours = {"a": 1.0, "b": 2.0, "c": 4.0, "only ours": 9.0}
-    base = {"a": 0.0, "b": 0.0, "c": 0.0, "only base": 5.0}
-    stats = paired_difference(ours, base)
-    se = statistics.stdev([1.0, 2.0, 4.0]) / math.sqrt(3)  # = sqrt(7) / 3
-    assert stats["n"] == 3 and stats["mean"] == pytest.approx(7 / 3) and stats["se"] == pytest.approx(math.sqrt(7) / 3)
-    assert stats["low"] == pytest.approx(7 / 3 - 1.96 * se) and stats["high"] == pytest.approx(7 / 3 + 1.96 * se)
-    assert stats["distinguishable"] is True
-    assert paired_text(stats, 3) == "paired over 3 items: Δ +2.333 [95% CI +0.605, +4.062], distinguishable from noise"
-
-    even = paired_difference({"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0}, {"a": 0.0, "b": 1.0, "c": 0.0, "d": 1.0})
-    assert even["mean"] == 0 and even["distinguishable"] is False
-    assert paired_text(even, 1, 100).endswith("within noise")
-    same = paired_difference({"a": 0.0, "b": 0.0}, {"a": 0.0, "b": 0.0})
-    assert paired_text(same, 1) == "paired over 2 items: no item differs, within noise"
-
-    one = paired_difference({"a": 0.5, "b": 1.0}, {"a": 0.25})
-    assert one == {"n": 1, "mean": 0.25, "se": None, "low": None, "high": None, "distinguishable": None}
-    assert paired_text(one, 2) == "paired over 1 item: Δ +0.25, no standard error from one item"
-    assert paired_difference({"a": 1.0}, {"b": 1.0}) is None
-    assert paired_text(None, 2) == "no items scored by both"
-
-
-def test_seeds_pair_within_a_seed_then_average_per_item():
-    ours = {("code", 0): {"a": 1.0, "b": 1.0}, ("code", 1): {"a": 3.0, "b": 1.0}, ("code", 2): {"a": 100.0}}
-    base = {("code", 0): {"a": 0.0, "b": 0.0}, ("code", 1): {"a": 0.0, "b": 0.0}}
-    stats = paired_over_runs(ours, base)
-    # Seed 2 has no base run: left out. Item a differs by 1 and 3 (mean 2), b by 1 and 1: two items, not four.
-    assert stats["runs"] == 2 and stats["n"] == 2 and stats["mean"] == pytest.approx(1.5)
-    assert stats["se"] == pytest.approx(statistics.stdev([2.0, 1.0]) / math.sqrt(2))
-    assert "paired over 2 items × 2 runs" in paired_text(stats, 2)
-    assert paired_over_runs({("code", 0): {"a": 1.0}}, {("math", 0): {"a": 1.0}}) is None  # no run in common
-
+# --- per-item values ------------------------------------------------------------------------------
 
 def test_item_values_from_hand_made_samples(tmp_path):
     run = RunDir(tmp_path / "run")
@@ -106,14 +72,16 @@ def test_claims_without_samples_say_so():
     def run(curve: list[tuple[int, float]], metric: str = "rouge1", checkpoints: tuple[int, ...] = ()) -> dict:
         return {"curves": {metric: curve}, "checkpoint_steps": list(checkpoints)}  # an old run: no run_dir
 
-    faster, higher, bits = curve_claims(SPECS["figure2a"], {"LoRA": [run([(0, 0.1), (2, 0.3)])],
-                                                            "Pen2Sword": [run([(0, 0.1), (2, 0.4)])]})
+    faster, higher, bits = finalize(curve_claims(SPECS["figure2a"], {"LoRA": [run([(0, 0.1), (2, 0.3)])],
+                                                                     "Pen2Sword": [run([(0, 0.1), (2, 0.4)])]}))
     assert bits["holds"] is None  # these runs logged no eval bits per byte
-    assert higher["holds"] is True and higher["evidence"].endswith("; Pen2Sword − LoRA no per-item samples")
-    assert "paired" not in faster["evidence"]
+    # Means alone decide nothing: without the items there is no interval, so no verdict.
+    assert higher["holds"] is None and higher["evidence"].endswith("; Pen2Sword − LoRA: no per-item samples")
+    assert faster["holds"] is None and "no per-item samples" in faster["evidence"]
     humaneval = {"Pen2Sword": [run([(1, 0.2)], "humaneval", (1,))], "Weak2Strong": [run([(1, 0.1)], "humaneval", (1,))],
                  "Pen2Sword + Weak2Strong": [run([(1, 0.3)], "humaneval", (1,))]}
-    assert all("; no per-item samples;" in c["evidence"] for c in curve_claims(SPECS["figure7a"], humaneval))
+    assert all(c["evidence"].endswith(": no per-item samples") and c["holds"] is None
+               for c in finalize(curve_claims(SPECS["figure7a"], humaneval)))
     assert "95% interval" in CLAIMS_HOW_TO_READ and "within noise" in CLAIMS_HOW_TO_READ
 
 
@@ -162,11 +130,15 @@ def test_report_evidence_pairs_the_items(lora_and_pen2sword, tmp_path):
                  "--out", str(out), *TINY]) == 0
     report = (out / "report.md").read_text()
     higher = next(line for line in report.splitlines() if "has the higher ROUGE-1 than LoRA" in line)
-    assert "; Pen2Sword − LoRA paired over 4 items: " in higher
-    assert higher.rstrip(" |").endswith(("distinguishable from noise", "within noise"))
+    assert "; Pen2Sword − LoRA: " in higher and " over 4 items, p " in higher and "(Holm " in higher
+    # One training run per row: the verdict is provisional, and with 4 items it cannot be decided.
+    assert "| undecided (within noise) (provisional: 1 training run per row) |" in higher
     # Table 4: Pen2Sword (its CodeLlama-7B stand-in is the code suite's expert) against LoRA at both checkpoints.
     table4 = next(line for line in report.splitlines() if "Pen2Sword (CodeLlama-7B) beats LoRA" in line)
-    assert "paired over 2 items: distinguishable from noise at " in table4 and " of 2 steps (1k " in table4
+    assert "1k: Pen2Sword − LoRA: " in table4 and "2k: Pen2Sword − LoRA: " in table4
+    claims = json.loads((out / "claims.json").read_text())
+    assert all(c["holds"] is None for c in claims if c["tests"])  # 2 and 4 items decide nothing
+    assert all(t["p"] is None or 0 <= t["p_holm"] <= 1 for c in claims for t in c["tests"])
 
     values = {label: [run_values(run)] for label, run in runs.items()}
     # Table 1: Pen2Sword against the runner-up (here LoRA, by the scores set below), at each run's best step.
@@ -176,15 +148,13 @@ def test_report_evidence_pairs_the_items(lora_and_pen2sword, tmp_path):
     frame[column] = [10.0, 20.0, 30.0, 5.0, 5.0, 40.0]  # rows: VM, Instruction-tuned, LoRA, W2S, ProxyTuning, P2S
     frame[f"{column} (bits/byte)"] = [1.0] * 6
     frame["runs"], frame["runs code"], frame["runs math"] = 1, 1, 0
-    claims = table1_claims(spec, frame, {"Vanilla Model + LoRA": values["LoRA"],
-                                         "Vanilla Model + LoRA + Pen2Sword": values["Pen2Sword"]})
+    claims = finalize(table1_claims(spec, frame, {"Vanilla Model + LoRA": values["LoRA"],
+                                                  "Vanilla Model + LoRA + Pen2Sword": values["Pen2Sword"]}))
     humaneval = next(c for c in claims if column in c["claim"])
-    assert humaneval["holds"] is True
-    assert "; Pen2Sword − VM + LoRA paired over 2 items: " in humaneval["evidence"]
-    assert "; bits/byte paired over 2 items: Δ " in humaneval["evidence"]  # a continuous value: items differ
-    assert "[95% CI " in humaneval["evidence"].split("bits/byte paired")[1]
+    assert humaneval["holds"] is None  # 2 items: whatever the means say, nothing is decided
+    assert "; Pen2Sword − VM + LoRA: " in humaneval["evidence"] and " over 2 items" in humaneval["evidence"]
+    assert "; bits/byte of the reference Δ " in humaneval["evidence"]  # a continuous value: items differ
     # Figure 7: per checkpoint, Pen2Sword against the other method (LoRA's run stands in for it here).
-    alone, combined = curve_claims(SPECS["figure7a"], {"Pen2Sword": values["Pen2Sword"], "Weak2Strong": values["LoRA"],
-                                                       "Pen2Sword + Weak2Strong": values["Pen2Sword"]})
-    assert "paired over 2 items: distinguishable from noise at " in alone["evidence"]
-    assert " of 2 steps (step 1 " in alone["evidence"]
+    alone, combined, _ = finalize(curve_claims(SPECS["figure7a"], {
+        "Pen2Sword": values["Pen2Sword"], "Weak2Strong": values["LoRA"], "Pen2Sword + Weak2Strong": values["Pen2Sword"]}))
+    assert "step 1: Pen2Sword − Weak2Strong: " in alone["evidence"] and "step 2: " in alone["evidence"]

@@ -10,9 +10,8 @@ import pytest
 
 from harness.cli import main
 from harness.runstore import find_runs
-from reports.render import (at_least_at_every_step, beats_at_every_step, best_at_last_common_step,
-                            convergence_claims, curve_claims, table1_claims, table4_claims, table5_claims,
-                            table_frame)
+from reports.claims import curve_claims, finalize, paper_beats_at_every_step, table4_claims, table5_claims
+from reports.render import table_frame
 from reports.spec import SPECS, needed_runs
 
 pytestmark = pytest.mark.usefixtures("data_cache")
@@ -72,9 +71,9 @@ def test_table4_cells_are_the_runs_scores_at_each_checkpoint(nano_zoo, tmp_path)
     assert "step=1k (ours 1)" in report and "step=2k (ours 2)" in report and "step=5k (ours –)" in report
     assert "[paper 16.5" in report and "**MATH (↑)** (math suite, ×100)" in report
     claim = next(line for line in report.splitlines() if "Pen2Sword (CodeLlama-7B) beats LoRA at every step" in line)
-    assert "| n/a |" not in claim and "1 run each" in claim and "paper: holds" in claim
+    assert "| undecided (runs missing) |" not in claim and "1 run each" in claim and "paper: holds" in claim
     other = next(line for line in report.splitlines() if "Pen2Sword (Vicuna-7B-v1.3) beats LoRA" in line)
-    assert "| n/a | runs missing; paper: does not hold" in other
+    assert "| undecided (runs missing) | runs missing; paper: does not hold" in other
     assert "`harness run --method pen2sword --suite math --scale nano --seed 0 model.expert=vicuna-v1.5-" in report
 
 
@@ -104,27 +103,17 @@ def test_figure3_and_table6_in_the_plan_and_the_report_without_runs(tmp_path, ca
             "paper") in report
     assert "- `harness run --method dora --suite code --scale nano --seed 0` (figure3a; missing)" in report
     assert ("| figure3b | Pen2Sword (Baichuan2) has the higher ROUGE-1 than LoRA (Baichuan2) at the same budget "
-            "| n/a") in report
+            "| undecided (runs missing) |") in report
     assert "| table6 | AlpacaEval: Pen2Sword's transferred embeddings beat the vanilla model at 0 steps" in report
     assert (out / "figure3a.png").stat().st_size > 1000 and (out / "figure3b.png").exists()
 
 
 # --- claims on plain values ------------------------------------------------------------------------
 
-def test_step_comparisons():
-    assert beats_at_every_step({"1k": 17.7, "2k": 17.3, "3k": None}, {"1k": 16.5, "2k": 14.4, "3k": None}) is True
-    assert beats_at_every_step({"1k": 17.7, "2k": 14.4}, {"1k": 16.5, "2k": 14.4}) is False  # a tie is no win
-    assert beats_at_every_step({"1k": 17.7, "2k": None}, {"1k": 16.5, "2k": 14.4}) is None
-    assert at_least_at_every_step({1: 0.2, 2: 0.3}, {1: 0.2, 2: 0.1}, [1, 2]) is True
-    assert at_least_at_every_step({1: 0.2}, {1: 0.2, 2: 0.1}, [1, 2]) is None
-    curves = {"a": {1: 0.1, 2: 0.5}, "b": {1: 0.6, 2: 0.4, 3: 0.9}}
-    holds, evidence = best_at_last_common_step(curves, "a", "1 run each")
-    assert holds is True and "step 2: a 0.5000, b 0.4000" in evidence and "(b highest)" in evidence
-    faster, higher = convergence_claims("LoRA", {0: 0.1, 2: 0.3, 4: 0.4}, "Pen2Sword", {0: 0.1, 2: 0.45, 4: 0.5},
-                                        "1 run each")
-    assert faster["holds"] is True and "reaches it at step 2" in faster["evidence"]
-    assert higher["holds"] is True and "step 4" in higher["evidence"]
-    assert convergence_claims("LoRA", {}, "Pen2Sword", {0: 0.1}, "")[0]["holds"] is None
+def test_the_papers_own_numbers_per_step():
+    assert paper_beats_at_every_step({"1k": 17.7, "2k": 17.3, "3k": None}, {"1k": 16.5, "2k": 14.4, "3k": None}) is True
+    assert paper_beats_at_every_step({"1k": 17.7, "2k": 14.4}, {"1k": 16.5, "2k": 14.4}) is False  # a tie is no win
+    assert paper_beats_at_every_step({"1k": 17.7, "2k": None}, {"1k": 16.5, "2k": 14.4}) is None
 
 
 def test_table4_claims_name_the_papers_own_verdict_per_expert():
@@ -138,23 +127,7 @@ def test_table4_claims_name_the_papers_own_verdict_per_expert():
     assert "paper: does not hold" in evidence("Vicuna-7B-v1.3")
 
 
-def test_table1_and_table5_claims():
-    spec = SPECS["table1"]
-    frame = table_frame(spec, [])
-    scores = {"Specialized Adaptation / Physics": [40.0, 40.0, 41.0, 41.0, 41.0, 44.0],
-              "Specialized Adaptation / Politics": [70.0, 70.0, 72.0, 72.0, 72.0, 71.0],
-              "General Ability / MMLU": [50.0, 49.0, 49.0, 50.0, 50.0, 48.0]}
-    for column, values in scores.items():
-        frame[column] = values
-    frame["General Ability / MMLU change %"] = [(v - 50.0) / 50.0 * 100 for v in scores["General Ability / MMLU"]]
-    frame["runs"], frame["runs code"], frame["runs math"] = 2, 1, 1
-    claims = {c["claim"].split(" (paper")[0]: c for c in table1_claims(spec, frame)}
-    assert claims["Pen2Sword is best on Specialized Adaptation / Physics"]["holds"] is True
-    assert claims["Pen2Sword is best on Specialized Adaptation / Politics"]["holds"] is False
-    assert claims["Pen2Sword is best on Code Ability / HumanEval"]["holds"] is None  # no HumanEval values
-    mmlu = claims["Pen2Sword's MMLU stays within 5% of the Vanilla Model's"]
-    assert mmlu["holds"] is True and "(-4.0%)" in mmlu["evidence"] and "2 runs each" in mmlu["evidence"]
-
+def test_table5_memory_claims_are_untested_ratios_with_their_caveats():
     import pandas as pd
 
     frame = pd.DataFrame.from_records([
@@ -166,15 +139,14 @@ def test_table1_and_table5_claims():
          "Avg. GPU Memory (GB)": None, "Peak RSS in training (GB)": 2.1, "runs": 1},
         {"row": "Vanilla Model + LoRA + Pen2Sword", "ROUGE-1": 0.41, "Minutes per 1k steps": 52.0,
          "Avg. GPU Memory (GB)": None, "Peak RSS in training (GB)": 2.2, "runs": 1}])
-    claims = {c["claim"].split(" (paper")[0]: c["holds"] for c in table5_claims(SPECS["table5"], frame)}
-    assert claims == {
-        "Pen2Sword reaches a higher ROUGE-1 than LoRA": True,
-        "Pen2Sword's minutes per 1k steps are within 15% of LoRA's": True,
-        "Pen2Sword's Peak RSS in training (GB) is within 15% of LoRA's": True,  # no GPU: peak RSS stands in, and says so
-        "Pen2Sword-F reaches a higher ROUGE-1 than LoRA": True,
-        "Pen2Sword-F's minutes per 1k steps are within 15% of LoRA's": False,  # 1.2x
-        "Pen2Sword-F's Peak RSS in training (GB) is within 15% of LoRA's": True,
-        "FFT's Peak RSS in training (GB) is at least 1.5x LoRA's": True}
+    claims = {c["claim"].split(" (paper")[0]: c for c in finalize(table5_claims(SPECS["table5"], frame))}
+    # No runs behind the frame: the tested claims are undecided; the memory ratios read the cells.
+    assert claims["Pen2Sword reaches a higher ROUGE-1 than LoRA"]["holds"] is None
+    assert claims["Pen2Sword's minutes per 1k steps are within 15% of LoRA's"]["evidence"] == "runs missing"
+    memory = claims["Pen2Sword's Peak RSS in training (GB) is within 15% of LoRA's"]  # no GPU: peak RSS stands in
+    assert memory["holds"] is True and "no interval (one measurement per run)" in memory["evidence"]
+    assert claims["Pen2Sword-F's Peak RSS in training (GB) is within 15% of LoRA's"]["holds"] is True
+    assert claims["FFT's Peak RSS in training (GB) is at least 1.5x LoRA's"]["holds"] is True
 
     # Memory compares only runs that each had a process of their own (``runs_before_in_process`` 0).
     def memory_claims(before: dict[str, int | None]) -> dict[str, dict]:
@@ -198,69 +170,39 @@ def _run(curve: list[tuple[int, float]], metric: str = "rouge1", checkpoints: tu
     return {"curves": {metric: curve}, "checkpoint_steps": list(checkpoints)}
 
 
-def test_alpha_dimension_ratio_and_combination_claims():
-    values = {"LoRA": [_run([(0, 0.1), (2, 0.3), (4, 0.35)])],
-              "Pen2Sword α=0.25": [_run([(0, 0.1), (2, 0.3), (4, 0.36)])],
-              "Pen2Sword α=0.5": [_run([(0, 0.1), (2, 0.38), (4, 0.40)]), _run([(0, 0.1), (2, 0.36), (4, 0.38)])],
-              "Pen2Sword α=0.75": [_run([(0, 0.1), (2, 0.2), (4, 0.41)])]}
-    best, faster = curve_claims(SPECS["figure5"], values)
-    assert best["holds"] is False and "α=0.75 0.4100" in best["evidence"]  # read at the last common step
-    assert "runs: α=0.25 1, α=0.5 2, α=0.75 1" in best["evidence"]
-    assert faster["holds"] is True  # α=0.5 (mean 0.37 at step 2) reaches LoRA's best (0.35 at 4) sooner
-    (dr,) = curve_claims(SPECS["figure4"], {"Pen2Sword, DR 80%": [_run([(0, 0.1), (4, 0.3)])]})
-    assert dr["holds"] is None and dr["evidence"] == "runs missing"
-
-    humaneval = {"Pen2Sword": [_run([(1, 0.2), (2, 0.2)], "humaneval", (1, 2))],
-                 "Weak2Strong": [_run([(1, 0.1), (2, 0.2)], "humaneval", (1, 2))],
-                 "Pen2Sword + Weak2Strong": [_run([(1, 0.0), (2, 0.3)], "humaneval", (1, 2))]}
-    alone, combined = curve_claims(SPECS["figure7a"], humaneval)
-    assert alone["holds"] is True and "step 1 0.200 vs 0.100" in alone["evidence"]
-    assert combined["holds"] is False
+def test_curve_claims_with_runs_missing():
+    dr, dr100 = curve_claims(SPECS["figure4"], {"Pen2Sword, DR 80%": [_run([(0, 0.1), (4, 0.3)])]})
+    assert dr["holds"] is None and dr["evidence"] == dr100["evidence"] == "runs missing"
+    best, faster = curve_claims(SPECS["figure5"], {})
+    assert best["evidence"] == faster["evidence"] == "runs missing"
 
 
 def test_timing_claims_are_undecided_when_a_run_shared_its_machine():
-    from reports.render import cost_claims, timing_caveat
+    from reports.claims import cost_claims, timing_caveat
 
     assert timing_caveat({"LoRA": [0.97], "Pen2Sword": [0.91, 0.95]}) is None
     assert "LoRA's run got 40% of its threads' CPU time" in timing_caveat({"LoRA": [0.4], "Pen2Sword": [0.95]})
     assert "not recorded for Pen2Sword" in timing_caveat({"LoRA": [0.9], "Pen2Sword": [None]})
-    minutes, counts = {"LoRA": 10.0, "Pen2Sword": 10.5, "Weak2Strong": 30.0}, {"LoRA": 1, "Pen2Sword": 1,
-                                                                                "Weak2Strong": 1}
-    idle = {c["claim"].split(" ")[0]: c for c in cost_claims(minutes, counts, {k: [0.95] for k in minutes})}
-    assert idle["Pen2Sword"]["holds"] is True and idle["Weak2Strong"]["holds"] is True
-    busy = {c["claim"].split(" ")[0]: c for c in cost_claims(minutes, counts, {"LoRA": [0.5], "Pen2Sword": [0.95],
-                                                                                "Weak2Strong": [0.95]})}
-    assert busy["Pen2Sword"]["holds"] is None and "timings not comparable" in busy["Pen2Sword"]["evidence"]
-    unknown = {c["claim"].split(" ")[0]: c for c in cost_claims(minutes, counts, {k: [None] for k in minutes})}
-    assert unknown["Pen2Sword"]["holds"] is None and "not recorded" in unknown["Pen2Sword"]["evidence"]
 
+    def run(minutes: float, share: float | None) -> dict:
+        return {"minutes_per_1k": minutes, "cpu_share": share, "step_seconds": [minutes * 0.06] * 10,
+                "fixed_seconds_per_step": 0.0}
 
-def test_a_claim_resting_on_an_indistinguishable_pair_reads_within_noise(monkeypatch):
-    import reports.render as render
-    from reports.cli import holds_text
+    def claims(shares: dict[str, float | None]) -> dict[str, dict]:
+        values = {k: [run(m, shares[k])] for k, m in {"LoRA": 10.0, "Pen2Sword": 10.5, "Weak2Strong": 30.0}.items()}
+        return {c["claim"].split(" ")[0]: c for c in finalize(cost_claims(values))}
 
-    assert holds_text({"holds": True, "within_noise": True, "evidence": "e"}) == "yes, within noise"
-    assert holds_text({"holds": False, "within_noise": False, "evidence": "e"}) == "no"
-    assert holds_text({"holds": None, "within_noise": True, "evidence": "runs missing"}) == "n/a"
-    # The evidence's wording does not decide it: this text names noise, the claim carries no flag.
-    assert holds_text({"holds": True, "evidence": "a, within noise"}) == "yes"
-
-    # A claim about every step is within noise unless the interval at every step excludes 0. Per-item values by
-    # step (the runs' samples, read from disk in a real report): ours is clearly above at step 1, not at step 2.
-    items = {("ours", 1): {"a": 1.0, "b": 0.9, "c": 1.0}, ("base", 1): {"a": 0.0, "b": 0.1, "c": 0.0},
-             ("ours", 2): {"a": 1.0, "b": 0.0, "c": 0.5}, ("base", 2): {"a": 0.0, "b": 1.0, "c": 0.4}}
-    monkeypatch.setattr(render, "items_by_run", lambda runs, metric, step_of: {
-        ("code", 0): items[(runs[0], step_of(None))]})
-    one = render.paired_by_step(["ours"], ["base"], "rouge1", {"1k": lambda run: 1}, 1)
-    both = render.paired_by_step(["ours"], ["base"], "rouge1", {"1k": lambda run: 1, "2k": lambda run: 2}, 1)
-    assert "distinguishable from noise at 1 of 1 step " in one.text and one.within_noise is False
-    assert "distinguishable from noise at 1 of 2 steps" in both.text and both.within_noise is True
-    pair = render.paired_evidence(["ours"], ["base"], "rouge1", lambda run: 2, 2)
-    assert pair.text.endswith("within noise") and pair.within_noise is True
+    idle = claims({"LoRA": 0.95, "Pen2Sword": 0.95, "Weak2Strong": 0.95})
+    assert idle["Pen2Sword"]["holds"] is True and idle["Weak2Strong"]["holds"] is True  # constant step times
+    assert idle["ProxyTuning"]["evidence"] == "runs missing"
+    busy = claims({"LoRA": 0.5, "Pen2Sword": 0.95, "Weak2Strong": 0.95})["Pen2Sword"]
+    assert busy["holds"] is None and "timings not comparable" in busy["undecided_because"]
+    unknown = claims({"LoRA": None, "Pen2Sword": None, "Weak2Strong": None})["Pen2Sword"]
+    assert unknown["holds"] is None and "not recorded" in unknown["undecided_because"]
 
 
 def test_the_continuous_check_beside_rouge_compares_bits_per_byte_at_the_last_common_step():
-    from reports.render import lower_bits_claim
+    from reports.claims import lower_bits_claim
 
     lora, p2s = {0: 2.73, 250: 2.60, 500: 2.46}, {0: 2.75, 250: 2.55, 500: 2.45, 550: 2.0}
     claim = lower_bits_claim(lora, p2s, "1 run each")
