@@ -241,3 +241,14 @@ def test_each_built_step_records_the_precision_it_trained_in(nano_zoo):
         assert manifest["roles"].get(step.name, {"precision": choice.value})["precision"] == choice.value
     assert choice.requested == "auto" and choice.value in ("fp32", "bf16") and choice.device == "cpu"
     assert choice.probe["fp32_gflops"] > 0 and choice.probe["bf16_gflops"] > 0 and choice.probe["workloads"]
+
+
+def test_a_role_added_after_the_build_shows_its_checkpoints_entry():
+    from harness.zoo.cli import format_table
+
+    entry = {"built": True, "hidden_size": 320, "layers": 4, "params": 10_200_000, "vocab_size": 8192,
+             "tokens_total": 524_288, "heldout": {}}
+    table = format_table({"scale": "micro", "roles": {"target-base": entry}, "relations": []})
+    line = next(row for row in table.splitlines() if row.startswith("dr100-target"))  # shares target-base's weights
+    assert "not built" not in line and "524k" in line
+    assert "not built" in next(row for row in table.splitlines() if row.startswith("chat-expert"))

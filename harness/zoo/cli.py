@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from harness.zoo.recipe import EVAL_DOMAINS, ROLES, SCALES
+from harness.zoo.recipe import EVAL_DOMAINS, ROLE_BY_NAME, ROLES, SCALES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,8 +68,12 @@ def format_table(manifest: dict) -> str:
     headers = ["role", "stands in for", "d", "layers", "params", "vocab", "tokens",
                *[f"{d} bpb" for d in EVAL_DOMAINS]]
     rows = []
+    entries = manifest.get("roles", {})
+    # A role added after the family was built shares its checkpoint with a role the manifest lists (the recipe, and
+    # so the family's cache, did not change): show that checkpoint's entry.
+    by_checkpoint = {ROLE_BY_NAME[name].checkpoint: e for name, e in entries.items() if name in ROLE_BY_NAME}
     for role in ROLES:
-        e = manifest.get("roles", {}).get(role.name, {})
+        e = entries.get(role.name) or by_checkpoint.get(role.checkpoint, {})
         built = e.get("built")
         losses = e.get("heldout", {})
         rows.append([role.name, role.stands_in_for, str(e.get("hidden_size", "-")), str(e.get("layers", "-")),
