@@ -224,8 +224,10 @@ def item_values(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
       task are averaged per task (unbiased pass@1). Their mean is the logged score.
     * ``<benchmark>/bits_per_byte``: each item's ``reference_bits_per_byte``. Their plain mean is not the
       logged value, which weighs each item by its reference's bytes.
+    * ``eval_bits_per_byte``: each validation reference's bits per byte under the model (runs made before the
+      samples kept ``reference_bits`` have none). Likewise byte-weighted in the logged value.
     """
-    if metric in VALIDATION_ROUGE:
+    if metric in (*VALIDATION_ROUGE, "eval_bits_per_byte"):
         path = run.samples_dir / f"validation-step-{step}.jsonl"
     else:
         benchmark, _, name = metric.rpartition("/")
@@ -247,6 +249,10 @@ def _item_values(run_path: str, path: str, metric: str, _versions: tuple) -> dic
     run = RunDir(Path(run_path))
     if metric in VALIDATION_ROUGE:
         return _validation_rouge(run, Path(path), metric)
+    if metric == "eval_bits_per_byte":  # a resumed run may have evaluated a step twice: the later row wins
+        rows = {str(row["id"]): row for row in read_jsonl(Path(path))}
+        return {item: row["reference_bits"] / row["reference_bytes"] for item, row in rows.items()
+                if row.get("reference_bits") is not None and row.get("reference_bytes")} or None
     benchmark, _, name = metric.rpartition("/")
 
     def value(row: dict) -> float | None:

@@ -108,9 +108,14 @@ def test_per_item_values_average_to_the_logged_metrics(lora_and_pen2sword):
         rows = run.latest_metrics()
         rouge = {r["step"]: r["value"] for r in rows if r.get("phase") == "eval" and r["metric"] == "rouge1"}
         assert rouge
+        bits = {r["step"]: r["value"] for r in rows if r.get("phase") == "eval" and r["metric"] == "eval_bits_per_byte"}
         for step, logged in rouge.items():
             items = item_values(run, step, "rouge1")
             assert len(items) == 4 and statistics.fmean(items.values()) == pytest.approx(logged, abs=1e-12)
+            # Each reference's bits and bytes: summed, they are the logged (byte-weighted) eval bits per byte.
+            samples = [json.loads(line) for line in (run.samples_dir / f"validation-step-{step}.jsonl").open()]
+            total = sum(r["reference_bits"] for r in samples) / sum(r["reference_bytes"] for r in samples)
+            assert total == pytest.approx(bits[step], rel=1e-5) and len(item_values(run, step, "eval_bits_per_byte")) == 4
         scores = [r for r in rows if r.get("phase") == "benchmark" and r["metric"].endswith("/score")]
         # Both checkpoints, and the best step by ROUGE-1 where that is neither (step 0 on so short a run).
         assert {r["step"] for r in scores} >= {1, 2} and {r["metric"] for r in scores} >= {"humaneval/score"}

@@ -204,8 +204,12 @@ def test_timing_claims_are_undecided_when_a_run_shared_its_machine():
 def test_the_continuous_check_beside_rouge_compares_bits_per_byte_at_the_last_common_step():
     from reports.claims import lower_bits_claim
 
+    def runs(curve: dict[int, float]) -> list[dict]:  # runs made before per-item bits were kept: untested
+        return [_run(list(curve.items()), "eval_bits_per_byte")]
+
     lora, p2s = {0: 2.73, 250: 2.60, 500: 2.46}, {0: 2.75, 250: 2.55, 500: 2.45, 550: 2.0}
-    claim = lower_bits_claim(lora, p2s, "1 run each")
+    claim = lower_bits_claim({"LoRA": runs(lora), "Pen2Sword": runs(p2s)})
     assert claim["holds"] is True and "step 500: Pen2Sword 2.4500, LoRA 2.4600" in claim["evidence"]
-    assert lower_bits_claim({0: 2.7, 500: 2.4}, {0: 2.7, 500: 2.5}, "")["holds"] is False
-    assert lower_bits_claim({}, p2s, "")["holds"] is None
+    assert "no interval" in claim["evidence"]
+    assert lower_bits_claim({"LoRA": runs({0: 2.7, 500: 2.4}), "Pen2Sword": runs({0: 2.7, 500: 2.5})})["holds"] is False
+    assert lower_bits_claim({"LoRA": [], "Pen2Sword": runs(p2s)})["holds"] is None

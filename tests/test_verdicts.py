@@ -289,3 +289,17 @@ def test_labels_from_the_cache_still_count_in_the_cost(nano_zoo, data_cache, tmp
     own = summary["wall_seconds"] - phases.get("build_models", 0.0) - phases.get("benchmarks", 0.0)
     assert values["minutes_per_1k"] == pytest.approx((own + second["labelling_seconds"]) / 2 * 1000 / 60)
     assert len(values["step_seconds"]) == 2 and values["fixed_seconds_per_step"] >= 0
+
+
+def test_the_bits_per_byte_check_is_tested_and_survives_degenerate_generations(synthetic_items, monkeypatch):
+    rng = np.random.default_rng(10)
+    item = rng.normal(3.0, 0.3, 50)
+    values = {"LoRA": [_run("lora-bits", {500: item + rng.normal(0, 0.01, 50)}, synthetic_items,
+                            metric="eval_bits_per_byte")],
+              "Pen2Sword": [_run("p2s-bits", {500: item - 0.05 + rng.normal(0, 0.01, 50)}, synthetic_items,
+                                 metric="eval_bits_per_byte")]}
+    # Both rows generate loops: ROUGE claims are void, the likelihood of the references is not.
+    monkeypatch.setattr(claims_module.collect, "degenerate_reason", lambda run: "95% of validation generations "
+                                                                                "degenerate at step 500")
+    _, _, bits = finalize(curve_claims(SPECS["figure2a"], values))
+    assert bits["holds"] is True and "Pen2Sword − LoRA bits per byte: Δ -0.0" in bits["evidence"]

@@ -73,9 +73,11 @@ def scored_bytes(tokenizer, labels: list[int]) -> int:
 
 @torch.no_grad()
 def eval_loss(model, tokenizer, records: list[dict], *, seq_len: int, batch_size: int, loss_on: str,
-              max_prompt_tokens: int | None = None, precision: str = "fp32") -> dict[str, float]:
+              max_prompt_tokens: int | None = None, precision: str = "fp32",
+              per_item: list[tuple[float, int]] | None = None) -> dict[str, float]:
     """Teacher-forced loss on the validation responses: ``eval_loss`` (mean nats per scored token) and
-    ``eval_bits_per_byte`` (total bits over the UTF-8 bytes of the scored reference text)."""
+    ``eval_bits_per_byte`` (total bits over the UTF-8 bytes of the scored reference text). ``per_item``, if
+    given, receives each record's (bits, bytes) in order: the items a paired comparison of two runs needs."""
     device = next(model.parameters()).device
     total, count, n_bytes = 0.0, 0, 0
     for start in range(0, len(records), batch_size):
@@ -85,10 +87,14 @@ def eval_loss(model, tokenizer, records: list[dict], *, seq_len: int, batch_size
         with autocast_for(precision, device):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
-        total += F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
-                                 reduction="sum").item()
+        token_nats = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+                                     reduction="none").view(labels.shape)
+        total += token_nats.sum().item()
         count += int((labels != IGNORE).sum())
-        n_bytes += sum(scored_bytes(tokenizer, e.labels[1:]) for e in chunk)
+        chunk_bytes = [scored_bytes(tokenizer, e.labels[1:]) for e in chunk]
+        n_bytes += sum(chunk_bytes)
+        if per_item is not None:
+            per_item += [(nats / math.log(2), b) for nats, b in zip(token_nats.sum(dim=1).tolist(), chunk_bytes)]
     return {"eval_loss": total / max(count, 1), "eval_bits_per_byte": total / math.log(2) / max(n_bytes, 1)}
 
 

@@ -85,14 +85,17 @@ def evaluate_validation(model, tokenizer, config: RunConfig, records: list[dict]
     scores = rouge_f1(preds, refs, e.rouge_tokenizer)
     if e.rouge_mode == "generate":  # teacher-forced "predictions" are argmaxes under the reference, never loops
         scores["degenerate_share"] = degenerate_share(preds)
+    reference_bits: list[tuple[float, int]] = []
     scores.update(eval_loss(model, tokenizer, records, seq_len=t.seq_len, batch_size=e.eval_batch_size,
                             loss_on=t.loss_on, max_prompt_tokens=config.data.max_prompt_tokens,
-                            precision=t.precision))
+                            precision=t.precision, per_item=reference_bits))
     if samples_path is not None:  # with each prompt's length, so a wrong budget shows in the run directory
+        # Each reference's bits and bytes under the model: reports pair two runs' bits per byte item by item.
         append_jsonl(samples_path, [{"id": r["id"], "prompt_tokens": len(encode_prompt(
                                          tokenizer, r["instruction"], config.data.max_prompt_tokens)),
-                                     "prediction": p, "reference": r["response"]}
-                                    for r, p in zip(records, preds)])
+                                     "prediction": p, "reference": r["response"], "reference_bits": bits,
+                                     "reference_bytes": n_bytes}
+                                    for r, p, (bits, n_bytes) in zip(records, preds, reference_bits, strict=True)])
     return scores
 
 
