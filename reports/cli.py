@@ -26,7 +26,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"])
     p.add_argument("--seeds", default=None,
                    help="comma-separated seeds every table averages (default: each table's own, the paper's count: "
-                        "0,1,2 for Table 4 and Figure 7, 0 for the others)")
+                        "0,1,2 for Table 4 and Figure 7, 0 for the others, and any further seed with completed "
+                        "runs here)")
     p.add_argument("--only", default="all", help="comma-separated tables/figures, e.g. table2,figure2 (default all)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides the runs were made with")
     p.set_defaults(func=cmd_report)
@@ -197,11 +198,38 @@ def plan_minutes(todo, scale: str, results) -> str:
     return f"about {total:.0f} minutes, {source}"
 
 
+def _with_seeds_found(specs, needs: dict, scale: str, overrides: tuple[str, ...], results) -> dict:
+    """``needs`` (each spec at its own seeds) extended by every completed run of a further seed this results root
+    holds: a report averages what was run (`reproduce --seeds 3` on a one-seed figure) without listing the runs of
+    those seeds that were not made as missing."""
+    from harness.runstore import find_runs
+
+    from reports.collect import find
+
+    found_seeds = {read_seed(run) for run in find_runs(results) if run.is_completed()} - {None}
+    out = {}
+    for spec in specs:
+        own = set(spec.seed_list())
+        extra = tuple(sorted(found_seeds - own))
+        more = _needs([spec], scale, extra, overrides)[spec.name] if extra else []
+        out[spec.name] = needs[spec.name] + [f.need for f in find(more, results) if f.run is not None]
+    return out
+
+
+def read_seed(run) -> int | None:
+    try:
+        return json.loads(run.config_path.read_text()).get("seed")
+    except (OSError, ValueError):
+        return None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     specs = _specs(args.only.split(","))
     seeds = None if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
     overrides = tuple(args.overrides)
     needs = _needs(specs, args.scale, seeds, overrides)
+    if seeds is None:
+        needs = _with_seeds_found(specs, needs, args.scale, overrides, args.results)
     path = render_all(specs, needs, results=args.results, out=Path(args.out), scale=args.scale, overrides=overrides)
     print(f"report written to {path}")
     return 0

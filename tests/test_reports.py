@@ -76,6 +76,15 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     assert "## Missing runs" in report and "| figure2a |" in report
     assert_no_claim_holds_on_noise(json.loads((out / "claims.json").read_text()))
 
+    # A second seed of one row: the report averages it in by default (Table 2's own count is one seed), and lists
+    # no other seed-1 run as missing.
+    assert main(["run", "--method", "pen2sword", "--suite", "code", "--scale", "nano", "--seed", "1",
+                 "--results", str(results), "--no-progress", *QUICK]) == 0
+    assert main(["report", "--only", "table2", "--scale", "nano", "--results", str(results), "--out", str(out),
+                 *QUICK]) == 0
+    report = (out / "report.md").read_text()
+    assert "runs: Pen2Sword 2, w/o DPF Selection 1" in report and "--seed 1" not in report
+
 
 def assert_no_claim_holds_on_noise(claims: list[dict]) -> None:
     """No claim reads "holds" (or "does not hold") while an interval it rests on holds its boundary: on nano runs
