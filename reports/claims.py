@@ -202,6 +202,9 @@ def finalize(claims: list[dict], alpha: float = ALPHA) -> list[dict]:
                      False if any(v is False for v in verdicts) else None)
             claim["evidence"] = "; ".join([claim["evidence"], *(describe(t) for t in tests)])
             claim["provisional"] = any(not t.get("seeds_sampled", True) for t in tests if t.get("p") is not None)
+            if holds is None and not claim.get("undecided_because") and all(t.get("p") is None for t in tests):
+                # Nothing could be tested (no per-item samples, one item): that is no finding of noise.
+                claim["undecided_because"] = tests[0].get("text", "nothing to test")
             claim["within_noise"] = holds is None and not claim.get("undecided_because")
             claim["holds"] = None if claim.get("undecided_because") else holds
         elif claim.get("within_noise") or claim.get("undecided_because"):

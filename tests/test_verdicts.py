@@ -109,7 +109,8 @@ def test_a_claim_never_holds_with_its_interval_on_the_boundary():
     assert verdict_text(claim) == "undecided (within noise) (provisional: 1 training run per row)"
     tie = compare({("code", 0): _items([1, 0, 1])}, {("code", 0): _items([1, 0, 1])})
     assert _final(difference_test("a − b", tie))["holds"] is None  # a tie is not "<"
-    assert _final(difference_test("a − b", None))["holds"] is None  # nothing to test: undecided, not a mean's word
+    untested = _final(difference_test("a − b", None))  # nothing to test: undecided, not a mean's word, not noise
+    assert untested["holds"] is None and verdict_text(untested) == "undecided (no per-item samples)"
 
     # Many comparisons where nothing differs: almost none holds, and none with an interval holding 0.
     false_positives = 0
