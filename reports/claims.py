@@ -608,6 +608,27 @@ def lower_bits_claim(values: dict[str, list[dict]], base: str = "LoRA", ours: st
                   values, ours, base, generated=False)
 
 
+def less_degenerate_claim(values: dict[str, list[dict]], base: str = "LoRA", ours: str = "Pen2Sword") -> dict:
+    """``ours``' validation generations are less often degenerate (empty or a loop) than ``base``'s at the last
+    common step, tested item by item: what ROUGE cannot say when one row's generations are loops (it voids the
+    ROUGE claims), this says of the rows themselves."""
+    claim = (f"{ours}'s validation generations are less often degenerate (empty or a loop) than {base}'s at the "
+             "same budget (not a claim of the paper)")
+    step = _last_common_step(mean_curve(values.get(ours) or []), mean_curve(values.get(base) or []))
+    if step is None:
+        return {"claim": claim, "holds": None, "evidence": MISSING}
+    shares = {k: mean_std([sum(items.values()) / len(items) for items in
+                           items_by_run(values[k], "degenerate", lambda run: step).values()])[0] for k in (ours, base)}
+    evidence = (f"step {step}: " + ", ".join(f"{k} {v:.0%}" if v is not None else f"{k} –" for k, v in shares.items())
+                + " of generations degenerate; " + _runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
+    test = difference_test(f"{ours} − {base} share degenerate", compared(values, ours, base, "degenerate",
+                                                                         lambda run: step), side="below", digits=2)
+    out = {"claim": claim, "holds": None, "evidence": evidence, "tests": [test]}
+    if reason := _degenerate(values, ours, base, reads_generations=False):  # degenerate labels still void it
+        out["undecided_because"] = reason
+    return out
+
+
 def best_of_claim(values: dict[str, list[dict]], labels: dict[str, str], expected: str, claim: str) -> dict:
     """``expected`` (a short name of ``labels``: short → row) is higher than each other row at their last common
     validation step: one test per other row."""
@@ -648,7 +669,7 @@ def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
             paper = (f" (paper: {stated['Pen2Sword']:g} steps instead of LoRA's {stated['LoRA']:g}, "
                      f"{stated['LoRA'] / stated['Pen2Sword']:.1f}× fewer)")
         return [faster_claim(values, "LoRA", "Pen2Sword", paper), higher_claim(values, "LoRA", "Pen2Sword"),
-                lower_bits_claim(values)]
+                lower_bits_claim(values), less_degenerate_claim(values)]
     if spec.name in ("figure3a", "figure3b"):
         claims = []
         for base, ours in zip(spec.rows[::2], spec.rows[1::2]):  # each base row followed by its Pen2Sword row

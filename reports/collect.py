@@ -226,8 +226,10 @@ def item_values(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
       logged value, which weighs each item by its reference's bytes.
     * ``eval_bits_per_byte``: each validation reference's bits per byte under the model (runs made before the
       samples kept ``reference_bits`` have none). Likewise byte-weighted in the logged value.
+    * ``degenerate``: 1 for a validation generation that is empty or a loop
+      (:func:`harness.engine.degeneracy.is_degenerate`), else 0; their mean is the logged ``degenerate_share``.
     """
-    if metric in (*VALIDATION_ROUGE, "eval_bits_per_byte"):
+    if metric in (*VALIDATION_ROUGE, "eval_bits_per_byte", "degenerate"):
         path = run.samples_dir / f"validation-step-{step}.jsonl"
     else:
         benchmark, _, name = metric.rpartition("/")
@@ -249,8 +251,13 @@ def _item_values(run_path: str, path: str, metric: str, _versions: tuple) -> dic
     run = RunDir(Path(run_path))
     if metric in VALIDATION_ROUGE:
         return _validation_rouge(run, Path(path), metric)
-    if metric == "eval_bits_per_byte":  # a resumed run may have evaluated a step twice: the later row wins
+    if metric in ("degenerate", "eval_bits_per_byte"):  # a step evaluated twice: the later row of an item wins
         rows = {str(row["id"]): row for row in read_jsonl(Path(path))}
+    if metric == "degenerate":
+        from harness.engine.degeneracy import is_degenerate
+
+        return {item: float(is_degenerate(row["prediction"])) for item, row in rows.items()} or None
+    if metric == "eval_bits_per_byte":
         return {item: row["reference_bits"] / row["reference_bytes"] for item, row in rows.items()
                 if row.get("reference_bits") is not None and row.get("reference_bytes")} or None
     benchmark, _, name = metric.rpartition("/")

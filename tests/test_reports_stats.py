@@ -72,7 +72,7 @@ def test_claims_without_samples_say_so():
     def run(curve: list[tuple[int, float]], metric: str = "rouge1", checkpoints: tuple[int, ...] = ()) -> dict:
         return {"curves": {metric: curve}, "checkpoint_steps": list(checkpoints)}  # an old run: no run_dir
 
-    faster, higher, bits = finalize(curve_claims(SPECS["figure2a"], {"LoRA": [run([(0, 0.1), (2, 0.3)])],
+    faster, higher, bits, degenerate = finalize(curve_claims(SPECS["figure2a"], {"LoRA": [run([(0, 0.1), (2, 0.3)])],
                                                                      "Pen2Sword": [run([(0, 0.1), (2, 0.4)])]}))
     assert bits["holds"] is None  # these runs logged no eval bits per byte
     # Means alone decide nothing: without the items there is no interval, so no verdict.

@@ -189,7 +189,7 @@ def test_figure2_claims_on_a_known_speed_up(synthetic_items):
                                                    zip(steps, lora_level)}, synthetic_items, seed))
         values["Pen2Sword"].append(_run(f"p2s{seed}", {s: l + item + rng.normal(0, 0.01, 60) for s, l in
                                                        zip(steps, p2s_level)}, synthetic_items, seed))
-    faster, higher, bits = finalize(curve_claims(SPECS["figure2a"], values))
+    faster, higher, bits, _ = finalize(curve_claims(SPECS["figure2a"], values))
     assert faster["holds"] is True and not faster["provisional"]  # three seeds each: seed variance sampled
     assert "speed-up of Pen2Sword over LoRA: 2.50× [95% CI" in faster["evidence"]  # 500 / 200
     assert "paper: 1000 steps instead of LoRA's 10000, 10.0× fewer" in faster["claim"]
@@ -202,7 +202,7 @@ def test_figure2_claims_are_undecided_on_noise(synthetic_items):
     steps = [0, 100, 200]
     values = {label: [_run(f"{label}{seed}", {s: rng.uniform(0, 0.2, 40) for s in steps}, synthetic_items, seed)
                       for seed in range(2)] for label in ("LoRA", "Pen2Sword")}
-    faster, higher, _ = finalize(curve_claims(SPECS["figure2a"], values))
+    faster, higher, _, _ = finalize(curve_claims(SPECS["figure2a"], values))
     assert higher["holds"] is None and higher["within_noise"]
     assert faster["holds"] is not True
 
@@ -302,5 +302,16 @@ def test_the_bits_per_byte_check_is_tested_and_survives_degenerate_generations(s
     # Both rows generate loops: ROUGE claims are void, the likelihood of the references is not.
     monkeypatch.setattr(claims_module.collect, "degenerate_reason", lambda run: "95% of validation generations "
                                                                                 "degenerate at step 500")
-    _, _, bits = finalize(curve_claims(SPECS["figure2a"], values))
+    _, _, bits, _ = finalize(curve_claims(SPECS["figure2a"], values))
     assert bits["holds"] is True and "Pen2Sword − LoRA bits per byte: Δ -0.0" in bits["evidence"]
+
+
+def test_less_degenerate_generations_are_tested_item_by_item(synthetic_items):
+    values = {"LoRA": [_run("lora-deg", {500: np.array([1.0] * 40 + [0.0] * 10)}, synthetic_items, metric="degenerate")],
+              "Pen2Sword": [_run("p2s-deg", {500: np.array([1.0] * 5 + [0.0] * 45)}, synthetic_items,
+                                 metric="degenerate")]}
+    for runs in values.values():  # the validation steps a figure reads come from the ROUGE curve
+        runs[0]["curves"]["rouge1"] = [(500, 0.1)]
+    claim = finalize(curve_claims(SPECS["figure2a"], values))[3]
+    assert claim["holds"] is True and "step 500: Pen2Sword 10%, LoRA 80% of generations degenerate" in claim["evidence"]
+    assert "exact McNemar" in claim["evidence"]
