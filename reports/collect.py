@@ -100,7 +100,7 @@ def run_values(run: RunDir) -> dict:
     config, status = read_json(run.config_path), run.status() or {}
     best_row = next((r for r in bench_rows if r["step"] == best), bench_rows[-1] if bench_rows else None)
     at_best = best_row["scores"] if best_row else {}
-    label_counts = pseudo_label_counts(run)
+    label_counts = pseudo_label_counts(labels)
     return {
         "step": last,
         "rouge1": at.get((last, "rouge1")), "rouge2": at.get((last, "rouge2")), "rougeL": at.get((last, "rougeL")),
@@ -154,10 +154,10 @@ def _labels_report(run: RunDir) -> dict | None:
     return (read_json(path) if path.exists() else {}).get("pseudo_labels")
 
 
-def pseudo_label_counts(run: RunDir) -> dict | None:
-    """``{"n", "empty", "ended", "degenerate", "identical", "most_common"}`` of the run's pseudo-labels, from
-    its prepare.json (a run from before a count was reported has None there); None for runs without labels."""
-    report = _labels_report(run)
+def pseudo_label_counts(report: dict | None) -> dict | None:
+    """``{"n", "empty", "ended", "degenerate", "identical", "most_common"}`` of a run's pseudo-labels, from its
+    label report (:func:`_labels_report`; a run from before a count was reported has None there); None for runs
+    without labels."""
     if not report:
         return None
     return {"n": report.get("n_labelled"), "empty": report.get("empty_labels"), "ended": report.get("ended_labels"),
@@ -179,13 +179,10 @@ def generations_degenerate_share(run: RunDir, step: int | None, logged: dict) ->
         return None
     if (step, DEGENERATE) in logged:
         return logged[(step, DEGENERATE)]
-    path = run.samples_dir / f"validation-step-{step}.jsonl"
-    if not path.exists() or (read_json(run.config_path).get("eval") or {}).get("rouge_mode", "generate") != "generate":
+    if (read_json(run.config_path).get("eval") or {}).get("rouge_mode", "generate") != "generate":
         return None
-    from harness.engine.degeneracy import degenerate_share
-
-    rows = {str(row["id"]): row["prediction"] for row in read_jsonl(path)}  # a resumed run's later row wins
-    return degenerate_share(list(rows.values())) if rows else None
+    items = item_values(run, step, "degenerate")
+    return sum(items.values()) / len(items) if items else None
 
 
 def degenerate_reason(run_value: dict) -> str | None:
