@@ -283,6 +283,8 @@ class RunConfig:
 def _identity(config: Any) -> dict:
     """``config``'s fields as :meth:`RunConfig.run_id` hashes them: nested configs recursed, a field added
     later left out while at its neutral value."""
+    if hasattr(config, "identity"):  # a section that hashes a different shape than it holds (kept ids)
+        return config.identity()
     out = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

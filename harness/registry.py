@@ -1,8 +1,11 @@
-"""One registry type for methods, suites, models and datasets.
+"""One registry type for everything the harness looks up by name: methods, suites, models, datasets,
+benchmarks, benchmark kinds, config sections and command-line commands.
 
 Names are lowercase and unique, aliases are allowed, duplicates are rejected, an unknown name is
-answered with the closest valid names, and third-party entries arrive through an entry-point group
-(``harness.methods``, ``harness.suites``, ...) so a new baseline can live outside this tree.
+answered with the closest valid names. Entries arrive through an entry-point group per registry
+(``harness.methods``, ``harness.benchmarks``, ...), loaded on the first lookup: the built-in packages
+(``methods``, ``benchmarks``, ``reports``) are declared there in ``pyproject.toml`` exactly as a
+third-party package declares its own, so the core never imports the packages built on it.
 """
 
 from __future__ import annotations
@@ -49,14 +52,6 @@ class Registry(Generic[T]):
         for alias in aliases:
             self._aliases[alias] = name
         return obj
-
-    def decorator(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
-        """``@REGISTRY.decorator("name")`` form of :meth:`register`."""
-
-        def wrap(obj: T) -> T:
-            return self.register(name, obj, aliases=aliases)
-
-        return wrap
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (or the entry an alias names) and its aliases, e.g. to replace a built-in."""
@@ -119,3 +114,14 @@ METHODS: Registry = Registry("method", "harness.methods")
 SUITES: Registry = Registry("suite", "harness.suites")
 MODELS: Registry = Registry("model", "harness.models")
 DATASETS: Registry = Registry("dataset", "harness.datasets")
+BENCHMARKS: Registry = Registry("benchmark", "harness.benchmarks")
+BENCHMARK_KINDS: Registry = Registry("benchmark kind", "harness.benchmark_kinds")
+# Command-line commands: name → ``add_parsers(subparsers)``, which adds one or more sub-commands to
+# ``harness`` (the core's run/runs/zoo, the benchmarks' eval/score, the reports' report/reproduce,
+# Pen2Sword's transfer/dpf).
+COMMANDS: Registry = Registry("command group", "harness.commands")
+
+
+def register_commands(name: str, add_parsers: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Register ``add_parsers(subparsers)`` as the command group ``name`` of the ``harness`` command line."""
+    return COMMANDS.register(name, add_parsers)

@@ -215,7 +215,7 @@ def item_values(run: RunDir, step: int, metric: str) -> dict[str, float] | None:
 
     * ``rouge1`` / ``rouge2`` / ``rougeL``: each validation item's ROUGE F1, recomputed from
       ``samples/validation-step-<step>.jsonl`` with the run's own ``eval.rouge_tokenizer`` exactly as
-      :func:`harness.engine.rouge.rouge_f1` scores it, so their mean is the run's logged value at that step.
+      :func:`harness.engine.validation.rouge_f1` scores it, so their mean is the run's logged value at that step.
       A ``teacher-forced`` run has none: its ROUGE compared decoded inputs, which the samples do not keep.
     * ``<benchmark>/score``: 1 for a correct (passed) item, 0 otherwise; HumanEval's several samples of a
       task are averaged per task (unbiased pass@1). Their mean is the logged score.
@@ -283,7 +283,7 @@ def _id_field(benchmark: str) -> str:
 
 
 def _validation_rouge(run: RunDir, path: Path, metric: str) -> dict[str, float] | None:
-    from harness.engine.rouge import make_scorer
+    from harness.engine.validation import make_scorer
 
     evaluation = read_json(run.config_path).get("eval") or {}
     if evaluation.get("rouge_mode", "generate") != "generate":

@@ -11,7 +11,7 @@ import torch
 from harness.config import resolve_config
 from harness.engine.adapters import apply_adapters, trainable_summary
 from harness.data.batches import IGNORE, StepOrder, collate, encode_example
-from harness.engine.rouge import CodeTokenizer, rouge_f1
+from harness.engine.validation import CodeTokenizer, rouge_f1
 from harness.engine.trainer import Trainer
 from tiny import tiny_llama, tiny_tokenizer
 

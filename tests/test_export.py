@@ -35,7 +35,7 @@ def test_a_rebuilt_run_scores_what_the_run_logged(pen2sword_run):
     from harness.data import load_dataset, train_validation_split
     from harness.suites import SUITES
     from harness.engine.run import load_run_model
-    from harness.engine.rouge import eval_loss
+    from harness.engine.validation import eval_loss
     from harness.io import read_json
 
     run = pen2sword_run

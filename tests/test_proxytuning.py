@@ -76,7 +76,7 @@ def test_vocabularies_must_cover_the_target(trio):
 
 def test_the_decoder_drives_validation_and_benchmarks(trio):
     from benchmarks.evaluate import evaluate_model
-    from harness.engine.rouge import generate_responses
+    from harness.engine.validation import generate_responses
 
     proxy, tok = trio
     [text] = generate_responses(proxy, tok, ["Write a function."], max_new_tokens=6, batch_size=1,

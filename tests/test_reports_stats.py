@@ -36,7 +36,7 @@ def test_item_values_from_hand_made_samples(tmp_path):
 
     # Per-item values average to what the engine's rouge_f1 logs, under either tokenizer (the nano runs
     # below generate blank lines only, so this is where the values are not all 0).
-    from harness.engine.rouge import ROUGE_KEYS, rouge_f1
+    from harness.engine.validation import ROUGE_KEYS, rouge_f1
 
     pairs = [("def add(a, b):\n    return a + b", "def add(x, y):\n    return x + y"),
              ("for i in range(10): print(i)", "while i < 10:\n    i += 1"),

@@ -1,6 +1,6 @@
 """The one generation path: batched, KV-cached, greedy or sampled, with stop sequences.
 
-Validation ROUGE (:func:`harness.engine.rouge.generate_responses`) and pseudo-labels
+Validation ROUGE (:func:`harness.engine.validation.generate_responses`) and pseudo-labels
 (:mod:`methods.pseudolabels`) decode through :func:`generate`; benchmarks decode through lm-eval's
 ``HFLM``, the benchmark engine. Prompts arrive as token ids (each caller encodes them by its own
 rule, e.g. the training prompt budget); batches are formed from prompts of similar length (left

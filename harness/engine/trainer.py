@@ -31,7 +31,7 @@ from harness.engine.degeneracy import degenerate_share
 from harness.data.batches import IGNORE, Encoded, StepOrder, collate, encode_example, encode_prompt, pad_id
 from harness.engine.profiler import memory_snapshot
 from harness.io import append_jsonl
-from harness.engine.rouge import (eval_loss, generate_responses, rouge_f1,
+from harness.engine.validation import (eval_loss, generate_responses, rouge_f1,
                                   teacher_forced_predictions)
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}

@@ -199,7 +199,7 @@ class ReferenceJudge:
     name = "reference"
 
     def judge(self, domain: str, questions: Sequence[Question], answers: dict[str, list[str]], **_) -> dict[str, list[Judgment]]:
-        from harness.engine.rouge import make_scorer
+        from harness.engine.validation import make_scorer
 
         scorer = make_scorer("code")
         return {name: [Judgment({"ROUGE-L F1": f}, 20.0 * f)
@@ -311,7 +311,7 @@ def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None 
     """Rank ``config.model.candidates`` for ``suite`` (cached by candidates, judge, questions, decoding)."""
     from harness import models
     from harness.data.batches import encode_prompt
-    from harness.engine.rouge import generate_responses
+    from harness.engine.validation import generate_responses
     from harness.prompts import format_prompt
 
     judge_spec = judge or config.pen2sword.dpf_judge
