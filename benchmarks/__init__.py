@@ -1,13 +1,15 @@
-"""Benchmark suites, evaluators and lm-eval task configs.
+"""The built-in benchmarks, one module per benchmark kind; importing the package registers them all.
 
-- ``kind``: ``BenchmarkKind`` and ``register_kind``: one module per kind says how to get documents,
-  build prompts, score, name items and run under lm-eval (``mmlu``, ``humaneval``, ``math``, ``gsm8k``)
-- ``registry``: ``BENCHMARKS`` (humaneval, math-l5, math-500-l5, gsm8k, mmlu, mmlu-cs/-mathematics/-physics/-politics)
-- ``evaluate``: ``evaluate_model`` -> ``BenchmarkResult`` per benchmark (lm-eval is the engine), with
-  standard errors and continuous metrics (bits per byte, p(correct))
-- ``loglik``: direct batched log-likelihoods (choices, reference continuations) matching lm-eval
-- ``lm_eval_tasks``: ``task_config(name)``, the inline lm-eval config of a benchmark
-- ``sandbox``: isolated execution of model-written programs (``run_program``, ``run_many``)
+Each kind module registers its kind (``register_kind``) and its benchmarks (``register_benchmark``)
+in the core's registries (:data:`harness.registry.BENCHMARK_KINDS`, :data:`harness.registry.BENCHMARKS`);
+the core finds this package through the ``harness.benchmark_kinds`` / ``harness.benchmarks`` entry
+points, as it would a third-party one. The interface is :mod:`harness.benchmark`, evaluation
+:mod:`harness.engine.evaluation`.
+
+- ``mmlu``: MMLU and its groups (mmlu, mmlu-cs/-mathematics/-physics/-politics)
+- ``humaneval``: HumanEval, executed in ``sandbox`` (``_sandbox_server`` isolates the programs)
+- ``math``: MATH level 5 (math-l5, math-500-l5); ``gsm8k``: GSM8K test
 - ``score``: ``score_completions`` for completions produced elsewhere; ``cli``: ``harness eval`` / ``score``
-- ``sampling``: fixed stratified subsamples (the micro scale)
 """
+
+from benchmarks import gsm8k, humaneval, math, mmlu  # noqa: F401  (each registers its kind and benchmarks)

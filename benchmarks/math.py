@@ -2,7 +2,7 @@
 
 Two prompts (the protocol, with its shots, is recorded with every score):
 
-- 0-shot (``fewshot=0``)::
+- 0-shot (the default)::
 
     Solve the following problem. Put the final answer in \\boxed{}.
 
@@ -11,7 +11,7 @@ Two prompts (the protocol, with its shots, is recorded with every score):
 
     Solution:
 
-- Minerva 4-shot chain of thought (``fewshot=4``; Lewkowycz et al. 2022, the four worked examples
+- Minerva 4-shot chain of thought (``eval.fewshot.math=4``; Lewkowycz et al. 2022, the four worked examples
   lm-eval's ``minerva_math`` uses, taken from lm-eval itself)::
 
     Problem:
@@ -44,9 +44,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Sequence
 
+from harness.benchmark import (BenchmarkKind, BenchmarkSpec, Scored, package_version, register_benchmark,
+                               register_kind)
 from harness.data import last_boxed
-
-from benchmarks.kind import BenchmarkKind, Scored, register_kind
 
 PROMPT_FORMAT = ("Solve the following problem. Put the final answer in \\boxed{}.\n\n"
                  "Problem:\n{problem}\n\nSolution:")
@@ -165,7 +165,7 @@ class MathKind(BenchmarkKind):
     def prompt_format(self, fewshot: int = 0) -> str:
         return MINERVA_FORMAT if fewshot else PROMPT_FORMAT
 
-    def protocol_details(self, fewshot: int) -> dict:
+    def protocol_details(self, fewshot: int, **_) -> dict:
         return {"extraction": EXTRACTION, "grader": "math-verify equivalence",
                 "shots": "Minerva's 4 worked examples (lm-eval minerva_math)" if fewshot else None,
                 "stop_sequences": list(self.stops(fewshot)),
@@ -187,11 +187,9 @@ class MathKind(BenchmarkKind):
         return extract_answer
 
     def grader(self) -> str:
-        from benchmarks.evaluate import package_version
-
         return f"math-verify {package_version('math-verify')}"
 
-    def score(self, spec, docs: list[dict], outputs: list, extra: dict) -> Scored:
+    def score(self, spec, docs: list[dict], outputs: list, extra: dict, **_) -> Scored:
         graded = grade_outputs(outputs, [d["answer"] for d in docs], extract=self.extractor())
         per_type: dict[str, list[int]] = {}
         for d, g in zip(docs, graded):
@@ -255,3 +253,10 @@ def _lm_eval_process_results(extract, doc: dict, results: list) -> dict:
 
 
 KIND = register_kind(MathKind())
+
+register_benchmark(BenchmarkSpec("math-l5", "math", "math-l5", "math_l5_offline",
+                                 "MATH test, Level 5 (1,324), final answer graded by math-verify", stratify_by="type"),
+                   aliases=("math", "math-level5"))
+register_benchmark(BenchmarkSpec("math-500-l5", "math", "math-500", "math_500_l5_offline",
+                                 "MATH-500's Level 5 subset (faster MATH option)", stratify_by="type", level=5),
+                   aliases=("math-500",))

@@ -15,9 +15,10 @@ scored by the log-likelihood of the continuations " A", " B", " C", " D"; the pr
 most likely letter (the first on ties). The headline is the **micro** average (the share of all items
 answered right, as the paper reports it); the macro average over subjects is recorded beside it.
 
-Few-shot (``fewshot=k``, HELM runs MMLU 5-shot): k shots per subject, from MMLU's dev split where
-the hub is reachable (``shots_from="dev"``), else from that subject's own test items (seeded), which
-are then removed from the scored items; the result says which.
+Few-shot (``eval.fewshot.mmlu=k``, 0-5; HELM runs MMLU 5-shot): k shots per subject, from MMLU's dev
+split where the hub is reachable (option ``shots_from="dev"``, which a run with ``data.source=hub``
+sets), else from that subject's own test items (seeded), which are then removed from the scored
+items; the result says which.
 
 Continuous metrics (protocol 2): the probability mass on the correct letter (softmax over the four
 letter log-likelihoods) and the bits per byte of the correct answer's *text* in cloze form (the
@@ -36,11 +37,10 @@ import math as _math
 import random
 from typing import Sequence
 
+from harness.benchmark import BenchmarkKind, BenchmarkSpec, Scored, register_benchmark, register_kind
 from harness.data import MMLU_GROUPS
-
-from benchmarks.loglik import choice_logliks, model_max_length  # noqa: F401 (re-exported)
-from benchmarks.kind import BenchmarkKind, Scored, register_kind
-from benchmarks.sampling import ids_sha256
+from harness.data.sampling import ids_sha256
+from harness.engine.loglik import choice_logliks
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
@@ -118,7 +118,7 @@ def prepare_documents(rows: Sequence[dict], *, fewshot: int = 0, seed: int = 0,
 
 def letter_logliks(model, tokenizer, prompts: Sequence[str], *, batch_size: int = 16,
                    letters: Sequence[str] = LETTERS) -> tuple[list[list[float]], dict]:
-    """Log-likelihood of ``" " + letter`` after each prompt (see :func:`benchmarks.loglik.choice_logliks`)."""
+    """Log-likelihood of ``" " + letter`` after each prompt (see :func:`harness.engine.loglik.choice_logliks`)."""
     return choice_logliks(model, tokenizer, prompts, letters, batch_size=batch_size)
 
 
@@ -173,22 +173,30 @@ class MMLUKind(BenchmarkKind):
     metric = "accuracy"
     output_type = "multiple_choice"
     choices = LETTERS
+    options = {"shots_from": "test"}  # where few-shot examples come from: "test" (held out) or "dev" (the hub)
 
     def check_fewshot(self, fewshot: int) -> None:
         if fewshot < 0 or fewshot > 5:
             raise ValueError(f"MMLU few-shot must be 0..5 (its dev split has 5 items per subject), got {fewshot}")
 
+    def check_options(self, options: dict) -> None:
+        if options["shots_from"] not in FEWSHOT_SOURCES:
+            raise ValueError(f"MMLU shots_from must be one of {sorted(FEWSHOT_SOURCES)}, got {options['shots_from']!r}")
+
+    def eval_options(self, config) -> dict:
+        # MMLU's dev split exists on the hub only: used where the run reads the hub
+        return {"shots_from": "dev" if config.data.source == "hub" else "test"}
+
     def prompt_format(self, fewshot: int = 0) -> str:
         return PROMPT_FORMAT
 
-    def protocol_details(self, fewshot: int) -> dict:
+    def protocol_details(self, fewshot: int, shots_from: str = "test", **_) -> dict:
         return {"continuous": {"p_correct": "softmax over the letters' log-likelihoods, mass on the answer",
                                "bits_per_byte": CLOZE_FORMAT},
-                "average": "micro (share of all scored items)"}
+                "average": "micro (share of all scored items)", **({"shots_from": shots_from} if fewshot else {})}
 
-    def documents(self, spec, *, fewshot: int = 0, seed: int = 0, shots_from: str = "test"):
-        if shots_from not in FEWSHOT_SOURCES:
-            raise ValueError(f"MMLU shots_from must be one of {sorted(FEWSHOT_SOURCES)}, got {shots_from!r}")
+    def documents(self, spec, *, fewshot: int = 0, seed: int = 0, shots_from: str = "test", **_):
+        self.check_options({"shots_from": shots_from})
         pool = None
         if fewshot and shots_from == "dev":
             from harness.data.datasets import load_mmlu_dev_from_hub
@@ -199,7 +207,7 @@ class MMLUKind(BenchmarkKind):
     def reference(self, doc: dict) -> tuple[str, str]:
         return doc.get("cloze_context") or cloze_context(doc), " " + answer_text(doc)
 
-    def score(self, spec, docs: list[dict], outputs: list, extra: dict) -> Scored:
+    def score(self, spec, docs: list[dict], outputs: list, extra: dict, **_) -> Scored:
         preds = [predict(ll) for ll in outputs]
         summary = summarize(docs, preds)
         extra.update({k: v for k, v in summary.items() if k != "accuracy"})
@@ -235,3 +243,11 @@ class MMLUKind(BenchmarkKind):
 
 
 KIND = register_kind(MMLUKind())
+
+register_benchmark(BenchmarkSpec("mmlu", "mmlu", "mmlu", "mmlu_offline", "MMLU, all 57 subjects, micro-averaged",
+                                 stratify_by="subject"))
+_GROUP_ALIASES = {"cs": ("mmlu-computer-science",), "mathematics": ("mmlu-math",)}
+for _group, _subjects in MMLU_GROUPS.items():
+    register_benchmark(BenchmarkSpec(f"mmlu-{_group}", "mmlu", f"mmlu-{_group}", f"mmlu_offline_{_group}",
+                                     f"MMLU {_group} group ({', '.join(_subjects)}), micro-averaged",
+                                     stratify_by="subject"), aliases=_GROUP_ALIASES.get(_group, ()))

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from benchmarks.kind import mean_and_stderr
-from benchmarks.registry import BENCHMARKS, BenchmarkSpec
+from harness.benchmark import BenchmarkSpec, mean_and_stderr
+from harness.registry import BENCHMARKS
 
 
 class CompletionsError(ValueError):

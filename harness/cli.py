@@ -1,14 +1,28 @@
-"""The ``harness`` command line: list, data, run, runs, show, zoo, transfer, eval, score."""
+"""The ``harness`` command line, assembled from registered command groups.
+
+The core's own groups (``list``, ``data``, ``run``, ``runs``/``show``/``export``, ``zoo``) register here;
+the packages built on the core register theirs through the ``harness.commands`` entry-point group
+(``eval``/``score`` from benchmarks, ``report``/``reproduce`` from reports, ``transfer``/``dpf`` from
+Pen2Sword), so this module names none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Sequence
 
-from benchmarks.registry import BENCHMARKS
-from harness.registry import DATASETS, METHODS, MODELS, SUITES, RegistryError
+from harness import commands, runs_cli  # noqa: F401  (the core's command groups register on import)
+from harness.registry import (BENCHMARKS, COMMANDS, DATASETS, METHODS, MODELS, SUITES, RegistryError,
+                              register_commands)
+from harness.zoo import cli as zoo_cli
+
+# The core's groups, in the order `harness --help` lists them; plugin groups follow by name.
+CORE_GROUPS = ("catalog", "run", "runs", "zoo")
+# A config override: a dotted key, "=", a value (what `harness run` and `harness dpf` take after their flags).
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def _describe(kind: str, name: str, obj: object) -> dict:
@@ -21,7 +35,8 @@ def _describe(kind: str, name: str, obj: object) -> dict:
                 "fetched": WHEELS[obj.wheel].path.exists()}
     if kind == "methods":
         return {"name": name, "description": obj.description, "overrides": dict(obj.overrides),
-                "paper_label": obj.paper_label, "trains": obj.trains, "aliases": METHODS.aliases_of(name)}
+                "paper_label": obj.paper_label, "trains": obj.trains, "aliases": METHODS.aliases_of(name),
+                "config_sections": list(obj.config_sections)}
     if kind == "suites":
         return {"name": name, "description": obj.description, "benchmarks": list(obj.benchmarks),
                 "train_dataset": obj.train_dataset, "domain_expert": obj.domain_expert}
@@ -43,9 +58,6 @@ SUMMARY_FIELD = {"methods": "description", "suites": "description", "models": "s
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.catalog import load_builtins
-
-    load_builtins()
     kinds = [args.kind] if args.kind else list(REGISTRIES)
     described = {k: [_describe(k, n, o) for n, o in REGISTRIES[k].items()] for k in kinds}
     if args.json:
@@ -77,11 +89,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("list", help="list registered methods, suites, models or datasets")
+def add_catalog_parsers(sub) -> None:
+    p = sub.add_parser("list", help="list registered methods, suites, models, datasets or benchmarks")
     p.add_argument("kind", nargs="?", choices=sorted(REGISTRIES))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
@@ -91,18 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="datasets to fetch (default: all)")
     p.set_defaults(func=cmd_data_fetch)
 
-    from benchmarks.cli import add_parsers as add_benchmark_parsers
-    from harness.commands import add_run_parsers
-    from harness.runs_cli import add_parsers as add_runs_parsers
-    from harness.zoo.cli import add_parser as add_zoo_parser
-    from reports.cli import add_parsers as add_report_parsers
 
-    add_run_parsers(sub)
-    add_runs_parsers(sub)
-    add_zoo_parser(sub)
-    add_benchmark_parsers(sub)
-    add_report_parsers(sub)
+register_commands("catalog", add_catalog_parsers)
+register_commands("zoo", zoo_cli.add_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="fine-tune, evaluate and report: Pen2Sword and its baselines on equal terms")
+    sub = parser.add_subparsers(dest="command", required=True)
+    groups = [n for n in CORE_GROUPS if n in COMMANDS] + [n for n in COMMANDS.names() if n not in CORE_GROUPS]
+    for name in groups:
+        COMMANDS.get(name)(sub)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may stand anywhere after the command, flags among them
+    (``harness run --no-progress training.max_steps=40``), where plain argparse stops taking positionals."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and hasattr(args, "overrides") and all(OVERRIDE.match(token) for token in rest):
+        args.overrides = [*args.overrides, *rest]
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.engine.adapters import AdapterUnavailableError
     from harness.models import ModelUnavailableError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     try:
         return int(args.func(args) or 0)
     except (RegistryError, ConfigError, DataUnavailableError, ModelUnavailableError, AdapterUnavailableError) as err:

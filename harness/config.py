@@ -40,13 +40,17 @@ def added_later(neutral: Any):
     return field(default=neutral, metadata={"neutral": neutral})
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+def check_value(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise :class:`ConfigError` naming ``key``, ``value`` and what is allowed unless ``ok``."""
     if not ok:
         raise ConfigError(f"invalid value for {key}: {value!r} (allowed: {allowed})")
 
 
-def _one_of(key: str, value: Any, choices: tuple) -> None:
-    _check(value in choices, key, value, " | ".join(map(str, choices)))
+def one_of(key: str, value: Any, choices: tuple) -> None:
+    check_value(value in choices, key, value, " | ".join(map(str, choices)))
+
+
+_check, _one_of = check_value, one_of
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,8 @@ class ModelConfig:
     # Pen2Sword's expert; None = the suite's domain expert: at paper scale the expert of the paper's one-expert
     # results, CodeLlama-7B for code (Tables 2 and 5, Figure 3a; not DPF's first choice: Table 3 ranks Llama2-7B-Chat
     # first) and Vicuna-7B-v1.3 for math (Table 1's MATH); at nano/micro its stand-in.
-    # pen2sword.select=dpf selects among ``candidates`` afresh.
+    # pen2sword.select=dpf selects among pen2sword.candidates afresh.
     expert: str | None = None
-    candidates: tuple[str, ...] = ("chat-expert", "code-expert", "code-instruct-expert",
-                                   "vicuna-v1.3-expert", "vicuna-v1.5-expert")
     anti_expert: str = "anti-expert"
     dtype: str = "float32"  # storage dtype of the loaded weights
 
@@ -154,9 +156,10 @@ class EvalConfig:
     benchmark_max_new_tokens: int = 512
     # Drawn with this seed, not the training seed: every run of a comparison scores the same items.
     subsample_seed: int = 0
-    mmlu_fewshot: int = 0  # shots per subject (HELM: 5); dev split with data.source=hub, else held-out test
-    math_fewshot: int = 0  # 0, or 4 = Minerva 4-shot chain of thought
-    gsm8k_fewshot: int = 0  # shots from GSM8K train
+    # Shots per benchmark kind (eval.fewshot.mmlu=5), checked by the kind itself when the config is built:
+    # mmlu 0-5 per subject (HELM: 5; dev split with data.source=hub, else held-out test items), math 0 or 4
+    # (Minerva chain of thought), gsm8k 0-8 (from GSM8K train). Kinds left out, or at 0, are 0-shot.
+    fewshot: dict[str, int] = field(default_factory=dict)
     continuous_metrics: bool = True  # bits per byte of each item's reference text (+ p(correct) for MMLU)
 
     def __post_init__(self) -> None:
@@ -169,78 +172,96 @@ class EvalConfig:
         _check(self.benchmark_max_new_tokens >= 1, "eval.benchmark_max_new_tokens",
                self.benchmark_max_new_tokens, ">= 1")
         _check(self.subsample_seed >= 0, "eval.subsample_seed", self.subsample_seed, ">= 0")
-        _check(0 <= self.mmlu_fewshot <= 5, "eval.mmlu_fewshot", self.mmlu_fewshot,
-               "0..5 (MMLU's dev split has 5 items per subject)")
-        _one_of("eval.math_fewshot", self.math_fewshot, (0, 4))
-        _check(0 <= self.gsm8k_fewshot <= 8, "eval.gsm8k_fewshot", self.gsm8k_fewshot, "0..8")
+        for kind, shots in self.fewshot.items():
+            _check(isinstance(shots, int) and not isinstance(shots, bool) and shots >= 0, f"eval.fewshot.{kind}",
+                   shots, "a number of shots >= 0")
+        object.__setattr__(self, "fewshot", {k: n for k, n in sorted(self.fewshot.items()) if n})  # 0 = left out
+        if self.fewshot:
+            from harness.registry import BENCHMARK_KINDS, RegistryError
+
+            for kind, shots in self.fewshot.items():  # each kind knows its own protocols
+                try:
+                    BENCHMARK_KINDS.get(kind).check_fewshot(shots)
+                except (RegistryError, ValueError) as err:
+                    raise ConfigError(f"invalid value for eval.fewshot.{kind}: {shots!r} ({err})") from None
+
+    # Before eval.fewshot, these kinds' shots were fields of their own (eval.mmlu_fewshot, ...).
+    _FEWSHOT_FIELDS_BEFORE = ("mmlu", "math", "gsm8k")
+
+    def identity(self) -> dict:
+        """What run ids hash: the fields as before eval.fewshot replaced ``mmlu_fewshot``, ``math_fewshot`` and
+        ``gsm8k_fewshot`` (hashed under those keys, 0 included, so earlier runs keep their ids); any other
+        kind's shots count only when set, under ``fewshot``."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "fewshot" and not ("neutral" in f.metadata and value == f.metadata["neutral"]):
+                out[f.name] = _to_plain(value)
+        for kind in self._FEWSHOT_FIELDS_BEFORE:
+            out[f"{kind}_fewshot"] = self.fewshot.get(kind, 0)
+        others = {k: n for k, n in self.fewshot.items() if k not in self._FEWSHOT_FIELDS_BEFORE}
+        if others:
+            out["fewshot"] = others
+        return out
+
+    @classmethod
+    def from_recorded(cls, section: Mapping[str, Any]) -> dict:
+        """An ``eval`` section of a config.json written before eval.fewshot, its ``<kind>_fewshot`` keys moved
+        into ``fewshot`` (for :func:`config_from_dict`; a current section comes back as it is)."""
+        section = dict(section)
+        shots = dict(section.get("fewshot") or {})
+        for kind in cls._FEWSHOT_FIELDS_BEFORE:
+            if f"{kind}_fewshot" in section:
+                shots.setdefault(kind, section.pop(f"{kind}_fewshot"))
+        if shots:
+            section["fewshot"] = shots
+        return section
 
 
 @dataclass(frozen=True)
-class Pen2SwordConfig:
-    alpha: float | None = None  # fusion ratio (eq. 7); None = the mode's default: paper 0.5, official 0.25
-    expansion: str = "replicate"  # eq. 4-6; "noise" = w/o Expansion; "lstsq"/"procrustes" = fitted map
-    fusion: bool = True  # False = w/o Fusion (E_S² alone)
-    missing_std: float = 1.0  # z ~ N(0, 1) for rows a model lacks (eq. 2-3)
-    tie_word_embeddings: str | None = None  # None = keep tying as the target has it (official: untie)
-    compat: str = "paper"  # "official" reproduces the published code's behaviour
-    # "fixed" = model.expert or the suite's expert (see model.expert); "random" = w/o DPF; "dpf" = rank
-    # model.candidates with dpf_judge first (a selection phase, cached under results/dpf)
-    select: str = "fixed"
-    transfer_seed: int | None = None  # None = the run's seed
-    dpf_judge: str = "loss"  # select=dpf: openai:<model> (the paper: openai:gpt-4o) | reference | loss (offline)
-    dpf_questions: int = 20  # held-out domain questions each candidate answers
-    # §4.5 stage (i), optional: before the transfer, continue pre-training the expert's embedding layer (all else
-    # frozen) for this many steps on the suite's training text, as a sub-run of its own. 0 = off, the paper's
-    # usual case ("existing small expert models can be directly used").
-    embedding_warmup_steps: int = added_later(0)
+class ConfigSection:
+    """A method's own settings: a top-level config key (``pen2sword``) holding a frozen dataclass, registered
+    with the method (``register_method(..., config_section=...)``). The core knows sections only through
+    :data:`harness.registry.CONFIG_SECTIONS`; every run config carries every registered section."""
+
+    name: str
+    schema: type  # a frozen dataclass; its ``__post_init__`` checks its own values (ConfigError naming the key)
+    aliases: Mapping[str, str] = field(default_factory=dict)  # command-line shorthand → dotted key
+    # Sections that existed before sections were registered are hashed into run ids even at their defaults
+    # (so completed runs keep their ids); a newer section counts only once set away from its defaults, so
+    # registering a method never changes another run's id.
+    hashed_at_default: bool = False
+    # field → the dotted key it was hashed under before it moved into this section (kept run ids)
+    hashed_as: Mapping[str, str] = field(default_factory=dict)
+    # check(config) → None: a check across sections (raise ConfigError naming the keys), run whenever a run
+    # config is built, so planning and --dry-run refuse what the run would refuse.
+    check: Callable[["RunConfig"], None] | None = None
 
     def __post_init__(self) -> None:
-        _check(self.alpha is None or 0.0 <= self.alpha <= 1.0, "pen2sword.alpha", self.alpha, "0 <= alpha <= 1")
-        _one_of("pen2sword.expansion", self.expansion, ("replicate", "noise", "lstsq", "procrustes"))
-        _check(self.missing_std > 0, "pen2sword.missing_std", self.missing_std, "> 0")
-        _one_of("pen2sword.tie_word_embeddings", self.tie_word_embeddings, (None, "keep", "untie"))
-        _one_of("pen2sword.compat", self.compat, ("paper", "official"))
-        _one_of("pen2sword.select", self.select, ("fixed", "random", "dpf"))
-        _check(self.dpf_judge in ("reference", "loss") or self.dpf_judge.startswith("openai:"), "pen2sword.dpf_judge",
-               self.dpf_judge, "openai:<model> | reference | loss")
-        _check(self.dpf_questions >= 1, "pen2sword.dpf_questions", self.dpf_questions, ">= 1")
-        _check(self.embedding_warmup_steps >= 0, "pen2sword.embedding_warmup_steps", self.embedding_warmup_steps,
-               ">= 0 (0 = no warm-up)")
+        if not dataclasses.is_dataclass(self.schema):
+            raise TypeError(f"config section {self.name!r}: schema must be a dataclass, got {self.schema!r}")
+        if self.name in {f.name for f in dataclasses.fields(RunConfig)}:
+            raise ValueError(f"config section {self.name!r} would shadow the core key {self.name!r}")
 
 
-@dataclass(frozen=True)
-class PseudoLabelConfig:
-    """How Weak2Strong / ProxyTuning write the responses the target trains on."""
+def register_config_section(section: ConfigSection) -> ConfigSection:
+    """Register ``section`` once; the same section registered again (by a second method using it) is a no-op."""
+    from harness.registry import CONFIG_SECTIONS
 
-    # "generate": the labeller writes each response (greedy), as the paper uses Weak2Strong;
-    # "teacher-forced": the official code's labels, the labeller's argmax under the ground truth (shifted).
-    labels: str = "generate"
-    max_new_tokens: int | None = None  # None = what training keeps: training.seq_len - data.max_prompt_tokens
-    batch_size: int = 64  # decoding batch (KV-cached): 64 labels 1.4x faster than 16 on a 2-core CPU
-    # "as-is": the weak model labels as it is (the paper's use); "fine-tuned": Burns et al.'s recipe, the weak
-    # model first LoRA-trained (a sub-run) on the ground truth of the first half, labelling the second half.
-    weak_supervisor: str = "as-is"
-    # How a generated label starts and ends (methods.pseudolabels.LABEL_RULES). "eos", the behaviour from before
-    # the option: whatever comes before EOS or the token budget. "answer": the first token has content, and a
-    # BOS, three blank lines or the next "### Instruction:" header also end it. The Weak2Strong methods choose
-    # "answer": under "eos" the micro experts' greedy labels are blank lines.
-    label_rule: str = added_later("eos")
-
-    def __post_init__(self) -> None:
-        _one_of("pseudo_labels.labels", self.labels, ("generate", "teacher-forced"))
-        _one_of("pseudo_labels.label_rule", self.label_rule, ("eos", "answer"))
-        _one_of("pseudo_labels.weak_supervisor", self.weak_supervisor, ("as-is", "fine-tuned"))
-        _check(self.max_new_tokens is None or self.max_new_tokens >= 1, "pseudo_labels.max_new_tokens",
-               self.max_new_tokens, "null or >= 1")
-        _check(self.batch_size >= 1, "pseudo_labels.batch_size", self.batch_size, ">= 1")
+    if section.name in CONFIG_SECTIONS._entries:  # no lookup: that would load entry points mid-registration
+        if CONFIG_SECTIONS._entries[section.name] is not section:
+            raise ConfigError(f"config section {section.name!r} is already registered by another method; "
+                              "pick another name")
+        return section
+    return CONFIG_SECTIONS.register(section.name, section)
 
 
-@dataclass(frozen=True)
-class ProxyConfig:
-    alpha: float = 1.0  # logits = target + alpha * (expert - anti-expert) (Liu et al. 2024 use 1)
+def config_sections() -> dict[str, ConfigSection]:
+    """Every registered section, by name (loading the installed methods, which register them)."""
+    from harness.registry import CONFIG_SECTIONS, METHODS
 
-    def __post_init__(self) -> None:
-        _check(0.0 <= self.alpha <= 10.0, "proxy.alpha", self.alpha, "0 <= alpha <= 10")
+    METHODS.names()  # methods register their sections: load the method plugins first
+    return dict(CONFIG_SECTIONS.items())
 
 
 @dataclass(frozen=True)
@@ -253,11 +274,21 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    pen2sword: Pen2SwordConfig = field(default_factory=Pen2SwordConfig)
-    pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    # The methods' own sections (``config.pen2sword``, ``config.pseudo_labels``, ...): name → its dataclass.
+    # Every registered section is present; one not given takes its defaults.
+    sections: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        registered = config_sections()
+        unknown = sorted(set(self.sections) - set(registered))
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {', '.join(map(repr, unknown))}; registered: "
+                              f"{', '.join(sorted(registered)) or '(none)'}")
+        object.__setattr__(self, "sections", {name: self.sections.get(name) or section.schema()
+                                              for name, section in registered.items()})
+        for section in registered.values():
+            if section.check is not None:
+                section.check(self)
         _one_of("scale", self.scale, SCALES)
         _check(0 <= self.seed < 2**32, "seed", self.seed, "0 <= seed < 2**32")
         if self.data.max_prompt_tokens >= self.training.seq_len:
@@ -266,18 +297,52 @@ class RunConfig:
                 f"training.seq_len={self.training.seq_len}: raise training.seq_len or lower data.max_prompt_tokens "
                 f"(>= {MIN_PROMPT_TOKENS})")
 
+    def __getattr__(self, name: str) -> Any:  # config.pen2sword: a method's section
+        sections = self.__dict__.get("sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__} has no field or config section {name!r}")
+
     @property
     def schedule_steps(self) -> int:
         return self.training.schedule_steps or max(self.training.max_steps, 1)
 
+    def with_section(self, name: str, **changes: Any) -> "RunConfig":
+        """This config with fields of section ``name`` changed (``dataclasses.replace`` for a section)."""
+        return dataclasses.replace(self, sections={**self.sections,
+                                                   name: dataclasses.replace(self.sections[name], **changes)})
+
     def to_dict(self) -> dict:
-        return _to_plain(dataclasses.asdict(self))
+        """The resolved config as ``config.json`` holds it: sections at the top level, beside the core's."""
+        out = {f.name: _to_plain(dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(
+            getattr(self, f.name)) else getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "sections"}
+        out.update({name: _to_plain(dataclasses.asdict(value)) for name, value in self.sections.items()})
+        return out
 
     def run_id(self) -> str:
         """Derived from the resolved config (which includes the seed): same config, same id. A field added
-        later (:func:`added_later`) counts only once set away from its neutral value."""
-        digest = hashlib.sha256(json.dumps(_identity(self), sort_keys=True).encode()).hexdigest()
+        later (:func:`added_later`) counts only once set away from its neutral value; so does a section
+        registered later (:class:`ConfigSection`)."""
+        digest = hashlib.sha256(json.dumps(_run_identity(self), sort_keys=True).encode()).hexdigest()
         return f"s{self.seed}-{digest[:12]}"
+
+
+def _run_identity(config: RunConfig) -> dict:
+    out = _identity(config)
+    registered = config_sections()
+    for name, value in config.sections.items():
+        section = registered[name]
+        if not section.hashed_at_default and value == section.schema():
+            continue
+        ident = _identity(value)
+        for key, dotted in section.hashed_as.items():  # hashed where it lived before it moved here
+            node = out
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = ident.pop(key)
+        out[name] = ident
+    return out
 
 
 def _identity(config: Any) -> dict:
@@ -287,6 +352,8 @@ def _identity(config: Any) -> dict:
         return config.identity()
     out = {}
     for f in dataclasses.fields(config):
+        if f.name == "sections":  # a run config's sections: see _run_identity
+            continue
         value = getattr(config, f.name)
         if "neutral" in f.metadata and value == f.metadata["neutral"]:
             continue
@@ -294,9 +361,16 @@ def _identity(config: Any) -> dict:
     return out
 
 
-# Shorthands accepted on the command line for the sweeps the paper runs.
-ALIASES = {"alpha": "pen2sword.alpha", "expert": "model.expert", "target": "model.target",
-           "steps": "training.max_steps", "lr": "training.lr"}
+# Shorthands accepted on the command line for the sweeps the paper runs (sections add their own, e.g. alpha).
+ALIASES = {"expert": "model.expert", "target": "model.target", "steps": "training.max_steps", "lr": "training.lr"}
+
+
+def aliases() -> dict[str, str]:
+    """The core's shorthands and every registered section's."""
+    out = dict(ALIASES)
+    for section in config_sections().values():
+        out.update(section.aliases)
+    return out
 
 
 def _to_plain(obj: Any) -> Any:
@@ -316,6 +390,16 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             if type(None) in typing.get_args(tp):
                 return None
         return _coerce(key, value, args[0])
+    if origin is dict:  # a mapping: {name: value}, or "name=value,name=value" from the command line
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if not all(len(p) == 2 for p in pairs):
+                raise ConfigError(f"invalid value for {key}: {value!r} (allowed: a mapping, e.g. {key}.NAME=VALUE)")
+            value = {k.strip(): yaml.safe_load(v) for k, v in pairs}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"invalid value for {key}: {value!r} (allowed: a mapping, e.g. {key}.NAME=VALUE)")
+        key_tp, item_tp = typing.get_args(tp)
+        return {_coerce(key, k, key_tp): _coerce(f"{key}.{k}", v, item_tp) for k, v in value.items()}
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -352,14 +436,22 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
+    names = [f.name for f in dataclasses.fields(cls) if not (cls is RunConfig and f.name == "sections")]
+    registered = config_sections() if cls is RunConfig else {}
+    kwargs: dict = {}
+    sections: dict = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
+        if key in registered:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {full!r} is a section; give it a mapping, not {value!r}")
+            sections[key] = _build(registered[key].schema, value, f"{full}.")
+            continue
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=3)
+            valid = [*names, *registered]
+            close = difflib.get_close_matches(key, valid, n=3)
             hint = f" Did you mean: {', '.join(prefix + c for c in close)}?" if close else ""
-            raise ConfigError(f"unknown config key {full!r}.{hint} Valid keys here: {', '.join(names)}.")
+            raise ConfigError(f"unknown config key {full!r}.{hint} Valid keys here: {', '.join(valid)}.")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, Mapping):
@@ -367,6 +459,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
             kwargs[key] = _build(tp, value, f"{full}.")
         else:
             kwargs[key] = _coerce(full, value, tp)
+    if cls is RunConfig:
+        kwargs["sections"] = sections
     return cls(**kwargs)
 
 
@@ -386,7 +480,7 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. training.lr=3e-4)")
     key, raw = text.split("=", 1)
-    key = ALIASES.get(key.strip(), key.strip())
+    key = aliases().get(key.strip(), key.strip())
     if not key:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
@@ -450,5 +544,17 @@ def resolve_config(
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
-    """Rebuild a RunConfig from a resolved ``config.json`` (validated again)."""
+    """Rebuild a RunConfig from a resolved ``config.json`` (validated again). A field written where it lived
+    before it moved into a method's section (:attr:`ConfigSection.hashed_as`) is read from there."""
+    data = json.loads(json.dumps(data))  # a deep copy, to move old placements in
+    if isinstance(data.get("eval"), dict):
+        data["eval"] = EvalConfig.from_recorded(data["eval"])
+    for name, section in config_sections().items():
+        for key, dotted in section.hashed_as.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and leaf in node:
+                data.setdefault(name, {}).setdefault(key, node.pop(leaf))
     return _build(RunConfig, data)

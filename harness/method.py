@@ -5,6 +5,11 @@ Adding a baseline is one call::
 
     register_method("my-method", prepare_fn, description="...", paper_label="Vanilla Model + ...")
 
+A method with settings of its own passes ``config_section=ConfigSection("my_method", MyConfig)``: a frozen
+dataclass whose ``__post_init__`` checks its values, so ``harness run --dry-run`` refuses what the run
+would refuse; ``config.my_method`` then holds it in every run config (``my_method.key=value`` on the
+command line).
+
 ``models(config, suite)`` names the models a method loads, by role (default: the configured target):
 every run resolves and checks them before it creates anything, and the engine hands them to ``prepare``
 resolved (``ctx.models[role]``), built first where the built-in family lacks them.
@@ -22,6 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
+from harness.config import ConfigSection, register_config_section
 from harness.registry import METHODS
 
 if TYPE_CHECKING:
@@ -66,6 +72,9 @@ class MethodContext:
     # sub_run(method, {dotted key: value}, purpose) → the RunDir of a helper run the engine trains (this
     # run's config with that method and overrides), skipped when already completed; see load_trained_model.
     sub_run: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
+    # load_trained_model(run_dir, step="latest") → (model, tokenizer, info): a finished run's checkpoint
+    # rebuilt by the engine (its method's prepare replayed, the step's weights loaded), e.g. a sub-run's.
+    load_trained_model: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
 
     @property
     def seed(self) -> int:
@@ -111,6 +120,7 @@ class MethodSpec:
     trains: bool = True  # False: evaluated as is (vanilla, instruction-tuned)
     prepare_phase: str = "prepare"  # the engine's name for the timed preparation phase
     models: "Callable[[RunConfig, Suite], dict[str, str]]" = target_only  # role → model name/path
+    config_sections: tuple[str, ...] = ()  # the names of the config sections the method reads
 
 
 def register_method(
@@ -124,10 +134,16 @@ def register_method(
     prepare_phase: str = "prepare",
     models: "Callable[[RunConfig, Suite], dict[str, str]]" = target_only,
     aliases: tuple[str, ...] = (),
+    config_section: ConfigSection | Sequence[ConfigSection] = (),
 ) -> MethodSpec:
-    """Register a method (or a variant of one, through ``overrides``) under ``name``."""
+    """Register a method (or a variant of one, through ``overrides``) under ``name``, with the config
+    section(s) it owns or shares (a section registered by several methods is registered once)."""
+    sections = (config_section,) if isinstance(config_section, ConfigSection) else tuple(config_section)
+    for section in sections:
+        register_config_section(section)
     spec = MethodSpec(name=name, prepare=prepare, description=description, overrides=dict(overrides or {}),
-                      paper_label=paper_label, trains=trains, prepare_phase=prepare_phase, models=models)
+                      paper_label=paper_label, trains=trains, prepare_phase=prepare_phase, models=models,
+                      config_sections=tuple(s.name for s in sections))
     return METHODS.register(name, spec, aliases=aliases)
 
 

@@ -114,6 +114,8 @@ METHODS: Registry = Registry("method", "harness.methods")
 SUITES: Registry = Registry("suite", "harness.suites")
 MODELS: Registry = Registry("model", "harness.models")
 DATASETS: Registry = Registry("dataset", "harness.datasets")
+# Methods' own config sections (harness.config.ConfigSection), registered with their methods.
+CONFIG_SECTIONS: Registry = Registry("config section")
 BENCHMARKS: Registry = Registry("benchmark", "harness.benchmarks")
 BENCHMARK_KINDS: Registry = Registry("benchmark kind", "harness.benchmark_kinds")
 # Command-line commands: name → ``add_parsers(subparsers)``, which adds one or more sub-commands to

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.config import ConfigError
 from harness.paths import results_dir
+from harness.registry import register_commands
 from harness.runstore import RunDir, find_runs
 from harness.summary import format_summary, summarize
 
@@ -179,3 +180,6 @@ def add_parsers(sub) -> None:
                    help="best (the best step by ROUGE-1; default), latest, or a kept checkpoint's step number")
     p.add_argument("--results-dir", help="where to look up a run id (default ./results or $HARNESS_RESULTS)")
     p.set_defaults(func=cmd_export)
+
+
+register_commands("runs", add_parsers)

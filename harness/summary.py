@@ -41,7 +41,7 @@ from harness.runstore import COMPLETED, FAILED, RUNNING, RunDir, latest_metrics
 
 EVAL_METRICS = ("rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte")
 # Phases whose rows are not per-phase profiling: metrics of the model, not of the pipeline.
-CONTINUOUS = ("bits_per_byte", "p_correct")  # benchmark metrics beside the score (benchmarks.evaluate)
+CONTINUOUS = ("bits_per_byte", "p_correct")  # benchmark metrics beside the score (harness.engine.evaluation)
 NON_PROFILE_PHASES = frozenset({"eval", "train", "setup", "benchmark", "profiler"})
 PROFILER_PHASE = "profiler"  # run-wide rows: profiler settings and metrics unavailable on this machine
 # The memory columns of the phase table: (label, metric, older metric names that mean the same).

@@ -23,18 +23,34 @@ Vicuna-7B-v1.3 → LLaMA-7B, ...) unless ``model.anti_expert`` is set away from 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 
 import torch
 
-from harness.config import RunConfig, resolve_config
+from harness.config import ConfigSection, RunConfig, check_value as _check, resolve_config
 from harness.method import MethodContext, Prepared, register_method
 from harness.models import same_registered_model, untuned_base
 from harness.suites import Suite
 from methods.pen2sword import method as pen2sword
 from methods.pen2sword.transfer import build_vocab_union
+from methods.pen2sword import config as pen2sword_config
+from methods.pseudolabels import SECTION as LABELS
 from methods.pseudolabels import model_writer, plan_labels, pseudo_label, trained_on_labels
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The ``proxy`` section: ProxyTuning's decoding."""
+
+    alpha: float = 1.0  # logits = target + alpha * (expert - anti-expert) (Liu et al. 2024 use 1)
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.alpha <= 10.0, "proxy.alpha", self.alpha, "0 <= alpha <= 10")
+
+
+SECTION = ConfigSection("proxy", ProxyConfig, hashed_at_default=True)
 
 
 class VocabularyMismatch(ValueError):
@@ -249,11 +265,12 @@ LABEL_OVERRIDES = {"training.peft": "lora", "pseudo_labels.label_rule": "answer"
 
 register_method("proxytuning", prepare, models=models_needed, paper_label="Vanilla Model + LoRA + ProxyTuning",
                 description="LoRA on pseudo-labels decoded by target + α(expert − anti-expert) (Liu et al. 2024)",
-                overrides=LABEL_OVERRIDES)
+                overrides=LABEL_OVERRIDES, config_section=(SECTION, LABELS))
 register_method("pen2sword+proxytuning", prepare_with_pen2sword, models=models_needed,
                 paper_label="Pen2Sword + ProxyTuning", prepare_phase="transfer",
                 description="Pen2Sword's transfer, then training on ProxyTuning's pseudo-labels (A.5.2)",
-                overrides=LABEL_OVERRIDES)
+                overrides=LABEL_OVERRIDES, config_section=(SECTION, LABELS, pen2sword_config.SECTION))
 register_method("proxytuning-decode", prepare_decode, models=models_needed, trains=False,
                 paper_label="ProxyTuning (decoding-time)",
-                description="no training: the target decodes with target + α(expert − anti-expert) (Liu et al.'s use)")
+                description="no training: the target decodes with target + α(expert − anti-expert) (Liu et al.'s use)",
+                config_section=SECTION)

@@ -13,6 +13,8 @@ from harness.config import RunConfig
 from harness.data import train_part
 from harness.method import MethodContext, Prepared, register_method
 from harness.suites import Suite
+from methods import pseudolabels
+from methods.pen2sword import config as pen2sword_config
 from methods.pen2sword import method as pen2sword
 from methods.pseudolabels import model_writer, plan_labels, pseudo_label, trained_on_labels
 
@@ -41,9 +43,8 @@ def weak_labels(ctx: MethodContext) -> tuple[list[dict], dict]:
 
     def write(chosen):
         if supervisor is not None:
-            from harness.engine.run import load_run_model  # the engine's own rebuild of a finished run
 
-            model, tokenizer, _ = load_run_model(supervisor.path, step="latest")
+            model, tokenizer, _ = ctx.load_trained_model(supervisor.path, step="latest")
         else:
             model, tokenizer = ctx.load_model(weak, dtype=ctx.config.model.dtype), ctx.load_tokenizer(weak)
         return model_writer(ctx, model, tokenizer, plan)(chosen)
@@ -76,8 +77,8 @@ LABEL_OVERRIDES = {"training.peft": "lora", "pseudo_labels.label_rule": "answer"
 
 register_method("weak2strong", prepare, models=models_needed, paper_label="Vanilla Model + LoRA + Weak2Strong",
                 description="LoRA on pseudo-labels written by the small expert (Burns et al. 2024)",
-                overrides=LABEL_OVERRIDES)
+                overrides=LABEL_OVERRIDES, config_section=pseudolabels.SECTION)
 register_method("pen2sword+weak2strong", prepare_with_pen2sword, models=models_needed,
                 paper_label="Pen2Sword + Weak2Strong", prepare_phase="transfer",
                 description="Pen2Sword's transfer from the expert, then training on its pseudo-labels (A.5.1)",
-                overrides=LABEL_OVERRIDES)
+                overrides=LABEL_OVERRIDES, config_section=(pseudolabels.SECTION, pen2sword_config.SECTION))

@@ -11,11 +11,12 @@ import math as pymath
 import pytest
 import torch
 
+from harness.benchmark import mean_and_stderr, ratio_and_stderr
+from harness.engine.evaluation import evaluate_model
+from harness.engine.loglik import continuation_logliks
+from harness.registry import BENCHMARKS
+
 from benchmarks import gsm8k, math, mmlu
-from benchmarks.evaluate import evaluate_model
-from benchmarks.kind import mean_and_stderr, ratio_and_stderr
-from benchmarks.loglik import continuation_logliks
-from benchmarks.registry import get_benchmark
 
 pytestmark = pytest.mark.usefixtures("data_cache")
 
@@ -60,7 +61,7 @@ def test_bits_per_byte_matches_a_hand_computation(tiny):
 
 
 def test_continuation_logliks_agree_with_lm_eval_item_by_item(tiny):
-    from benchmarks.evaluate import _LmEval
+    from harness.engine.evaluation import _LmEval
     from lm_eval.api.instance import Instance
 
     model, tok = tiny
@@ -93,7 +94,7 @@ def test_standard_errors():
 def test_every_benchmark_reports_continuous_metrics_with_standard_errors(tiny, tmp_path):
     model, tok = tiny
     results = evaluate_model(model, tok, ["humaneval", "math-500-l5", "gsm8k", "mmlu-cs"], limit=4,
-                             max_new_tokens=8, batch_size=4, mmlu_engine="direct", out_dir=tmp_path)
+                             max_new_tokens=8, batch_size=4, choice_engine="direct", out_dir=tmp_path)
     for name, r in results.items():
         bpb = r.metrics["bits_per_byte"]
         assert bpb["n"] == 4 and bpb["value"] > 0 and bpb["stderr"] is not None and bpb["lower_is_better"]
@@ -108,22 +109,22 @@ def test_every_benchmark_reports_continuous_metrics_with_standard_errors(tiny, t
         weights = [pymath.exp(x) for x in row["logliks"]]
         assert row["p_correct"] == pytest.approx(weights["ABCD".index(row["answer"])] / sum(weights))
     assert mc.metrics["p_correct"]["value"] == pytest.approx(sum(r["p_correct"] for r in rows) / 4)
-    off = evaluate_model(model, tok, ["mmlu-cs"], limit=4, mmlu_engine="direct", continuous=False)["mmlu-cs"]
+    off = evaluate_model(model, tok, ["mmlu-cs"], limit=4, choice_engine="direct", continuous=False)["mmlu-cs"]
     assert "bits_per_byte" not in off.metrics and off.score == mc.score
 
 
 def test_the_reference_text_is_what_each_kind_says():
-    h = get_benchmark("humaneval")
+    h = BENCHMARKS.get("humaneval")
     doc = h.documents()[0][0]
     assert h.kind_impl.reference(doc) == (doc["prompt"], doc["canonical_solution"])
-    m = get_benchmark("math-l5")
+    m = BENCHMARKS.get("math-l5")
     doc = m.documents()[0][0]
     assert m.kind_impl.reference(doc) == (doc["prompt"], " " + doc["solution"])
-    g = get_benchmark("gsm8k")
+    g = BENCHMARKS.get("gsm8k")
     doc = g.documents()[0][0]
     context, continuation = g.kind_impl.reference(doc)
     assert continuation == f" {doc['solution']}\nThe answer is: {doc['answer']}" and context.endswith("Answer:")
-    q = get_benchmark("mmlu-physics")
+    q = BENCHMARKS.get("mmlu-physics")
     doc = q.documents()[0][0]
     context, continuation = q.kind_impl.reference(doc)
     assert continuation == " " + doc["choices"]["ABCD".index(doc["answer"])]
@@ -133,7 +134,7 @@ def test_the_reference_text_is_what_each_kind_says():
 # --- protocols -------------------------------------------------------------------------------------
 
 def test_mmlu_shots_from_held_out_test_items_never_the_scored_item():
-    spec = get_benchmark("mmlu-cs")
+    spec = BENCHMARKS.get("mmlu-cs")
     docs, info = spec.documents(fewshot=5, seed=0)
     scored = {d["id"] for d in docs}
     by_id = {r["id"]: r for r in spec.rows()}
@@ -153,7 +154,7 @@ def test_mmlu_shots_from_the_dev_split_where_the_hub_serves_it(monkeypatch):
     dev = [{"id": f"{s}/{i}", "question": f"dev question {s} {i}?", "choices": ["w", "x", "y", "z"], "answer": "B",
             "subject": s} for s in subjects for i in range(5)]
     monkeypatch.setattr(data, "load_mmlu_dev_from_hub", lambda: dev)
-    spec = get_benchmark("mmlu-cs")
+    spec = BENCHMARKS.get("mmlu-cs")
     docs, info = spec.documents(fewshot=5, seed=0, shots_from="dev")
     assert len(docs) == 412 and info["n_held_out"] == 0  # no test item spent on shots
     assert info["fewshot_source"].startswith("MMLU dev split")
@@ -162,7 +163,7 @@ def test_mmlu_shots_from_the_dev_split_where_the_hub_serves_it(monkeypatch):
 
 
 def test_math_minerva_four_shot_protocol():
-    spec = get_benchmark("math-l5")
+    spec = BENCHMARKS.get("math-l5")
     docs, notes = spec.documents(fewshot=4)
     prompt = docs[0]["prompt"]
     assert prompt.count("Problem:\n") == 5 and prompt.endswith(docs[0]["problem"] + "\n\nSolution:")
@@ -185,7 +186,7 @@ def test_math_answer_extraction(output, expected):
 
 
 def test_gsm8k_shots_from_train_and_known_completions_graded():
-    spec = get_benchmark("gsm8k")
+    spec = BENCHMARKS.get("gsm8k")
     docs, notes = spec.documents(fewshot=3, seed=0)
     assert len(docs) == 1319 and notes["fewshot_source"].startswith("GSM8K train")
     test_questions = {d["question"].strip() for d in docs}
@@ -207,7 +208,7 @@ def test_gsm8k_shots_from_train_and_known_completions_graded():
 def test_gsm8k_through_harness_score(tmp_path):
     from benchmarks.score import score_completions
 
-    docs = get_benchmark("gsm8k").rows()
+    docs = BENCHMARKS.get("gsm8k").rows()
     rows = [{"idx": 0, "output": gsm8k.target(docs[0])}, {"question": docs[1]["question"], "output": "The answer is: -1"}]
     report = score_completions("gsm8k", rows)
     assert report["n_correct"] == 1 and report["n_items"] == 2 and report["protocol"]["kind"] == "gsm8k"
@@ -217,7 +218,7 @@ def test_gsm8k_through_harness_score(tmp_path):
 def test_protocol_and_version_recorded_with_every_score(tiny):
     model, tok = tiny
     results = evaluate_model(model, tok, ["math-500-l5", "mmlu-physics"], limit=2, max_new_tokens=4,
-                             fewshot={"math": 4, "mmlu": 1}, mmlu_engine="direct")
+                             fewshot={"math": 4, "mmlu": 1}, choice_engine="direct")
     assert results["math-500-l5"].protocol["fewshot"] == 4 and results["math-500-l5"].protocol["version"] == "2.0"
     assert results["math-500-l5"].prompt_format == math.MINERVA_FORMAT
     assert results["mmlu-physics"].protocol["fewshot"] == 1
@@ -228,8 +229,8 @@ def test_protocol_and_version_recorded_with_every_score(tiny):
 
 def test_the_subsample_depends_on_the_subsample_seed_only(tiny):
     model, tok = tiny
-    a = evaluate_model(model, tok, ["mmlu-cs"], limit=5, subsample_seed=0, mmlu_engine="direct", continuous=False)
-    b = evaluate_model(model, tok, ["mmlu-cs"], limit=5, subsample_seed=0, mmlu_engine="direct", continuous=False)
-    c = evaluate_model(model, tok, ["mmlu-cs"], limit=5, subsample_seed=1, mmlu_engine="direct", continuous=False)
+    a = evaluate_model(model, tok, ["mmlu-cs"], limit=5, subsample_seed=0, choice_engine="direct", continuous=False)
+    b = evaluate_model(model, tok, ["mmlu-cs"], limit=5, subsample_seed=0, choice_engine="direct", continuous=False)
+    c = evaluate_model(model, tok, ["mmlu-cs"], limit=5, subsample_seed=1, choice_engine="direct", continuous=False)
     assert a["mmlu-cs"].subsample == b["mmlu-cs"].subsample
     assert a["mmlu-cs"].subsample["ids_sha256"] != c["mmlu-cs"].subsample["ids_sha256"]

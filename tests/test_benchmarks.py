@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 from harness.data import MMLU_GROUPS, load_dataset
+from harness.data.sampling import ids_sha256, stratified_sample
+from harness.registry import BENCHMARK_KINDS as KINDS
+from harness.registry import BENCHMARKS, SUITES
+from harness.suites import ALWAYS_AFTER_FINE_TUNING, suite_benchmarks
 
 from benchmarks import humaneval, math, mmlu
-from benchmarks.kind import KINDS
-from benchmarks.registry import BENCHMARKS, get_benchmark
-from benchmarks.sampling import ids_sha256, stratified_sample
-from harness.registry import SUITES
-from harness.suites import ALWAYS_AFTER_FINE_TUNING, suite_benchmarks
 
 pytestmark = pytest.mark.usefixtures("data_cache")
 
@@ -56,7 +55,7 @@ def test_stratified_sample_is_proportional_fixed_and_exact():
     assert picked == stratified_sample(items, 20, seed=3, stratum=lambda r: r["s"])
     assert picked != stratified_sample(items, 20, seed=4, stratum=lambda r: r["s"])
     assert stratified_sample(items, 500) == list(range(100))
-    mmlu_docs = get_benchmark("mmlu").documents()[0]
+    mmlu_docs = BENCHMARKS.get("mmlu").documents()[0]
     sample = stratified_sample(mmlu_docs, 570, seed=0, stratum=lambda d: d["subject"])
     assert len({mmlu_docs[i]["subject"] for i in sample}) == 57
     assert ids_sha256(["a", "b"]) != ids_sha256(["b", "a"])
@@ -127,7 +126,7 @@ def test_math_reference_solutions_grade_correct(dataset):
 
 
 def test_math_grader_rejects_other_answers():
-    docs = get_benchmark("math-500-l5").rows()
+    docs = BENCHMARKS.get("math-500-l5").rows()
     shifted = math.grade_outputs([d["solution"] for d in docs[1:]], [d["answer"] for d in docs[:-1]])
     assert sum(g["correct"] for g in shifted) / len(shifted) < 0.05
 
@@ -163,7 +162,7 @@ def test_math_all_levels_self_grading():
 # --- MMLU --------------------------------------------------------------------------------------
 
 def test_mmlu_oracle_and_constant_letter():
-    docs = get_benchmark("mmlu").rows()
+    docs = BENCHMARKS.get("mmlu").rows()
     assert mmlu.summarize(docs, [d["answer"] for d in docs])["accuracy"] == 1.0
     share_d = sum(d["answer"] == "D" for d in docs) / len(docs)
     summary = mmlu.summarize(docs, ["D"] * len(docs))
@@ -174,7 +173,7 @@ def test_mmlu_oracle_and_constant_letter():
 
 
 def test_mmlu_prompt_format_and_fewshot_hold_out():
-    spec = get_benchmark("mmlu-cs")
+    spec = BENCHMARKS.get("mmlu-cs")
     docs, info = spec.documents()
     assert info == {"fewshot": 0}
     assert docs[0]["prompt"].startswith("The following are multiple choice questions (with answers) about ")
@@ -200,12 +199,12 @@ def tiny():
 
 @pytest.mark.parametrize("single_token_letters", [True, False])
 def test_lm_eval_and_direct_mmlu_agree(single_token_letters):
-    from benchmarks.evaluate import _LmEval, select_items
+    from harness.engine.evaluation import _LmEval, select_items
     from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
 
     tok = tiny_tokenizer(letters_as_single_tokens=single_token_letters)
     model = tiny_llama(tok, seed=1)
-    spec = get_benchmark("mmlu-cs")
+    spec = BENCHMARKS.get("mmlu-cs")
     docs, _ = spec.documents()
     indices, _ = select_items(spec, docs, 16, seed=0)
     chosen = [docs[i] for i in indices]
@@ -219,11 +218,11 @@ def test_lm_eval_and_direct_mmlu_agree(single_token_letters):
 
 
 def test_mmlu_fewshot_prompts_reach_lm_eval(tiny):
-    from benchmarks.evaluate import evaluate_model
+    from harness.engine.evaluation import evaluate_model
 
     model, tok = tiny
-    via_lm_eval = evaluate_model(model, tok, ["mmlu-cs"], limit=6, mmlu_fewshot=2)["mmlu-cs"]
-    direct = evaluate_model(model, tok, ["mmlu-cs"], limit=6, mmlu_fewshot=2, mmlu_engine="direct")["mmlu-cs"]
+    via_lm_eval = evaluate_model(model, tok, ["mmlu-cs"], limit=6, fewshot={"mmlu": 2})["mmlu-cs"]
+    direct = evaluate_model(model, tok, ["mmlu-cs"], limit=6, fewshot={"mmlu": 2}, choice_engine="direct")["mmlu-cs"]
     assert via_lm_eval.n_total == direct.n_total == 412 - 8
     assert via_lm_eval.subsample == direct.subsample and via_lm_eval.score == direct.score
     assert via_lm_eval.extra["fewshot"] == 2 and via_lm_eval.extra["n_held_out"] == 8
@@ -231,7 +230,7 @@ def test_mmlu_fewshot_prompts_reach_lm_eval(tiny):
 
 def test_evaluate_model_records_everything(tiny, tmp_path, monkeypatch):
     from benchmarks import sandbox
-    from benchmarks.evaluate import evaluate_model
+    from harness.engine.evaluation import evaluate_model
 
     calls = []
     real_run_many = sandbox.run_many
@@ -248,7 +247,7 @@ def test_evaluate_model_records_everything(tiny, tmp_path, monkeypatch):
     assert list(results) == ["humaneval", "math-l5", "mmlu-cs"]
     assert calls == [4]  # lm-eval's metric ran the sandbox once; our report reused its verdicts
     for name, r in results.items():
-        spec = get_benchmark(name)
+        spec = BENCHMARKS.get(name)
         assert r.version == spec.version and r.data_hash == spec.data_hash() and r.prompt_format == spec.prompt_format()
         assert r.protocol["version"] == r.version and r.protocol["kind"] == spec.kind and r.protocol["fewshot"] == 0
         assert r.n_items == 4 and r.subsample["n"] == 4 and r.subsample["seed"] == 0
@@ -263,16 +262,16 @@ def test_evaluate_model_records_everything(tiny, tmp_path, monkeypatch):
     assert results["humaneval"].score == results["humaneval"].extra["lm_eval"]["metrics"]["pass@1,all_samples"]
     assert results["math-l5"].score == results["math-l5"].extra["lm_eval"]["metrics"]["exact_match,none"]
     assert results["humaneval"].extra["sandbox"]["mode"] in ("namespaces", "rlimits")
-    again = evaluate_model(model, tok, ["mmlu-cs"], limit=4, mmlu_engine="direct")["mmlu-cs"]
+    again = evaluate_model(model, tok, ["mmlu-cs"], limit=4, choice_engine="direct")["mmlu-cs"]
     assert again.subsample == results["mmlu-cs"].subsample and again.score == results["mmlu-cs"].score
 
 
 def test_humaneval_sampling_reports_pass_at_k(tiny):
-    from benchmarks.evaluate import evaluate_model
+    from harness.engine.evaluation import evaluate_model
 
     model, tok = tiny
-    r = evaluate_model(model, tok, ["humaneval"], limit=2, max_new_tokens=8, humaneval_samples=3,
-                       humaneval_ks=(1, 2, 10))["humaneval"]
+    r = evaluate_model(model, tok, ["humaneval"], limit=2, max_new_tokens=8,
+                       options={"humaneval": {"samples": 3, "ks": (1, 2, 10)}})["humaneval"]
     assert set(r.extra["pass@k"]) == {"pass@1", "pass@2"} and r.extra["samples_per_problem"] == 3
     assert r.extra["generation"]["do_sample"] is True
 
@@ -304,12 +303,12 @@ def test_score_command_on_canonical_completions(tmp_path, capsys, problems):
                           [{"task_id": t, "completion": p["canonical_solution"]} for t, p in problems.items()], capsys)
     report = json.loads(out)
     assert code == 0 and report["score"] == 1.0 and report["n_items"] == 164 and report["complete"]
-    assert report["metric"] == "pass@1" and report["version"] == get_benchmark("humaneval").version
+    assert report["metric"] == "pass@1" and report["version"] == BENCHMARKS.get("humaneval").version
     assert "per_item" not in report
 
 
 def test_score_command_math_and_mmlu(tmp_path, capsys):
-    docs = get_benchmark("math-l5").rows()
+    docs = BENCHMARKS.get("math-l5").rows()
     rows = [{"idx": i, "output": d["solution"]} for i, d in enumerate(docs[:20])]
     rows += [{"idx": docs[20]["id"], "output": "\\boxed{nonsense}"}, {"problem": docs[21]["problem"], "output": "?"}]
     code, out, _ = _score(tmp_path, "math", rows, capsys)
@@ -317,7 +316,7 @@ def test_score_command_math_and_mmlu(tmp_path, capsys):
     assert code == 0 and report["benchmark"] == "math-l5" and report["n_items"] == 22 and report["n_correct"] == 20
     assert report["no_final_answer"] == 1 and not report["complete"]
 
-    mmlu_docs = get_benchmark("mmlu-physics").rows()
+    mmlu_docs = BENCHMARKS.get("mmlu-physics").rows()
     code, out, _ = _score(tmp_path, "mmlu-physics", [{"id": d["id"], "answer": d["answer"]} for d in mmlu_docs], capsys)
     report = json.loads(out)
     assert code == 0 and report["score"] == 1.0 and report["complete"] and report["per_group"]["physics"]["n"] == 640
@@ -346,7 +345,7 @@ def test_eval_command_on_a_local_model(tmp_path, tiny, capsys):
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     args = _cli(["eval", "--model", str(tmp_path / "model"), "--benchmarks", "mmlu-politics", "--limit", "8",
-                 "--mmlu-engine", "direct", "--out", str(tmp_path / "out"), "--json"])
+                 "--choice-engine", "direct", "--out", str(tmp_path / "out"), "--json"])
     assert args.func(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["results"]["mmlu-politics"]["n_items"] == 8

@@ -1,6 +1,8 @@
 """The command line as a user meets it: list, data fetch, bad input."""
 
 import json
+
+import pytest
 import os
 import shutil
 import subprocess
@@ -75,3 +77,16 @@ def test_console_script_is_installed():
     assert exe, "the `harness` console script is not installed next to this interpreter"
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "list" in done.stdout and "run" in done.stdout
+
+
+def test_overrides_may_follow_flags(tmp_path, capsys):
+    """`key=value` after a flag is an override (argparse alone stops taking positionals there)."""
+    from harness.cli import main
+
+    assert main(["run", "--method", "lora", "--suite", "code", "--scale", "nano", "--dry-run", "--json",
+                 "--no-progress", "training.max_steps=40", "--results-dir", str(tmp_path), "lr=0.01"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["config"]["training"]["max_steps"] == 40 and plan["config"]["training"]["lr"] == 0.01
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--method", "lora", "--dry-run", "training.max_steps=4", "--bogus"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err

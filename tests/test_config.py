@@ -47,13 +47,13 @@ def test_paper_preset_matches_section_5_1():
     assert (t.lr, t.scheduler, t.warmup_steps, t.precision, t.batch_size, t.seq_len) == (
         2e-5, "cosine", 100, "fp16", 8, 512)
     assert t.eval_every == 1000 and cfg.data.n_validation == 100
-    assert cfg.model.target == "llama-2-13b" and len(cfg.model.candidates) == 5
+    assert cfg.model.target == "llama-2-13b" and len(cfg.pen2sword.candidates) == 5
 
 
 def test_method_variant_overrides_sit_below_yaml_and_cli(tmp_path):
-    variant = {"pen2sword.fusion": False, "pen2sword.alpha": 1.0}
+    variant = {"pen2sword.expansion": "noise", "pen2sword.alpha": 1.0}
     cfg = resolve_config(given={"method": "v"}, method_overrides_for=lambda m: variant)
-    assert cfg.pen2sword.fusion is False and cfg.pen2sword.alpha == 1.0
+    assert cfg.pen2sword.expansion == "noise" and cfg.pen2sword.alpha == 1.0
     cfg = resolve_config(given={"method": "v"}, overrides=["alpha=0.3"], method_overrides_for=lambda m: variant)
     assert cfg.pen2sword.alpha == 0.3
 
@@ -107,6 +107,9 @@ def test_a_field_added_later_keeps_the_ids_of_runs_made_before_it():
     before = cfg.to_dict()
     del before["pen2sword"]["embedding_warmup_steps"]  # the config as runs made before the fields recorded it
     del before["pseudo_labels"]["label_rule"]
+    before["model"]["candidates"] = before["pen2sword"].pop("candidates")  # where it lived then
+    shots = before["eval"].pop("fewshot")  # the three few-shot fields eval.fewshot replaced
+    before["eval"].update({f"{kind}_fewshot": shots.get(kind, 0) for kind in ("mmlu", "math", "gsm8k")})
     old_id = f"s0-{hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]}"
     assert cfg.run_id() == old_id and config_from_dict(before).run_id() == old_id
     warm = resolve_config(overrides=["pen2sword.embedding_warmup_steps=5"])
@@ -116,3 +119,51 @@ def test_a_field_added_later_keeps_the_ids_of_runs_made_before_it():
     assert resolve_config(overrides=["pseudo_labels.label_rule=answer"]).run_id() != old_id
     with pytest.raises(ConfigError, match="label_rule"):
         resolve_config(overrides=["pseudo_labels.label_rule=blank"])
+
+
+def test_a_methods_option_is_refused_at_planning(tmp_path, capsys):
+    """w/o Fusion with a fusion ratio: refused by --dry-run (exit 2, naming the key), nothing created."""
+    from harness.cli import main
+
+    argv = ["run", "--method", "pen2sword-no-fusion", "--suite", "code", "--scale", "nano",
+            "--results-dir", str(tmp_path), "alpha=0.25"]
+    assert main([*argv, "--dry-run"]) == 2
+    assert "pen2sword.alpha" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert not any(tmp_path.iterdir())
+    assert main([*argv[:-1], "--dry-run", "alpha=1.0"]) == 0  # the ratio w/o Fusion forces is no contradiction
+
+
+def test_a_section_registered_later_keeps_other_runs_ids():
+    """A new method's own section leaves every other run id alone while at its defaults, and enters the id
+    once set; the built-in sections (hashed at their defaults, as before they were registered) keep theirs."""
+    from dataclasses import dataclass
+
+    from harness.config import ConfigSection, register_config_section
+    from harness.registry import CONFIG_SECTIONS
+
+    before = resolve_config(given={"method": "lora"}).run_id()
+
+    @dataclass(frozen=True)
+    class Mine:
+        strength: float = 1.0
+
+    register_config_section(ConfigSection("mine", Mine))
+    try:
+        assert resolve_config(given={"method": "lora"}).run_id() == before
+        changed = resolve_config(given={"method": "lora"}, overrides=["mine.strength=2"])
+        assert changed.mine.strength == 2.0 and changed.run_id() != before
+        assert changed.to_dict()["mine"] == {"strength": 2.0}
+        assert config_from_dict(changed.to_dict()).run_id() == changed.run_id()
+    finally:
+        CONFIG_SECTIONS.unregister("mine")
+
+
+def test_a_moved_field_is_read_from_its_old_place():
+    """pen2sword.candidates lived in model.candidates: an old config.json loads, with the same run id."""
+    cfg = resolve_config(overrides=["pen2sword.candidates=a,b"])
+    old = cfg.to_dict()
+    old["model"]["candidates"] = old.pop("pen2sword").pop("candidates") and ["a", "b"]
+    old["pen2sword"] = {k: v for k, v in cfg.to_dict()["pen2sword"].items() if k != "candidates"}
+    loaded = config_from_dict(old)
+    assert loaded.pen2sword.candidates == ("a", "b") and loaded.run_id() == cfg.run_id()

@@ -9,7 +9,6 @@ import json
 import pytest
 import torch
 
-from harness.catalog import load_builtins
 from harness.config import RunConfig, resolve_config
 from harness.engine.degeneracy import degenerate_share, is_degenerate, no_answer_reason, repeated_ngram_share
 from harness.engine.generate import Decoding, Generation, generations
@@ -20,8 +19,6 @@ from methods import pseudolabels
 from methods.pseudolabels import label_counts, label_decoding
 from reports.collect import degenerate_reason, generations_degenerate_share, run_values
 from tiny import tiny_llama, tiny_tokenizer
-
-load_builtins()
 
 # --- the measure -------------------------------------------------------------------------------------------------
 

@@ -151,7 +151,7 @@ def test_offline_dpf_ranks_the_candidates_and_selects_for_pen2sword(nano_zoo, ca
     config = resolve_config(given={"suite": "code", "scale": "nano"},
                             overrides=["pen2sword.select=dpf", "pen2sword.dpf_questions=4"])
     ranking = dpf.run_dpf(config, SUITES.get("code"), judge="loss")
-    assert [r["candidate"] for r in ranking.rows] and len(ranking.rows) == len(config.model.candidates)
+    assert [r["candidate"] for r in ranking.rows] and len(ranking.rows) == len(config.pen2sword.candidates)
     bits = [-r["total"] for r in ranking.rows]
     assert bits == sorted(bits) and all(r["bits_per_byte"] == b for r, b in zip(ranking.rows, bits))
     assert choose_expert(config, SUITES.get("code")) == (ranking.selected[0], choose_expert(config, SUITES.get("code"))[1])
@@ -175,7 +175,7 @@ def test_dpf_selection_is_deferred_to_the_run_and_timed(nano_zoo, tmp_path):
     from harness.engine.run import execute
     from harness.io import read_json
     from harness.method import method_overrides
-    from harness.plan import format_plan, plan_run
+    from harness.engine.plan import format_plan, plan_run
 
     config = resolve_config(given={"method": "pen2sword", "suite": "code", "scale": "nano"},
                             overrides=["pen2sword.select=dpf", "pen2sword.dpf_questions=3", "training.max_steps=2",
@@ -183,7 +183,7 @@ def test_dpf_selection_is_deferred_to_the_run_and_timed(nano_zoo, tmp_path):
                             method_overrides_for=method_overrides)
     plan = plan_run(config, tmp_path)  # cheap: nothing is ranked while planning
     assert [s["role"] for s in plan.selections] == ["expert"] and "expert" not in plan.models
-    assert {f"candidate:{c}" for c in config.model.candidates} <= set(plan.models)
+    assert {f"candidate:{c}" for c in config.pen2sword.candidates} <= set(plan.models)
     assert "chosen by DPF (loss) among" in format_plan(plan)
     run = execute(plan, progress=False)
     assert run.is_completed(), run.status()

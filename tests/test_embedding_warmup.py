@@ -5,14 +5,11 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file
 
-from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.engine.run import execute
 from harness.io import read_json
 from harness.method import method_overrides
 from harness.runstore import find_runs
-
-load_builtins()
 QUICK = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]", "eval.benchmarks=false",
          "data.n_validation=4", "eval.max_new_tokens=4"]
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.method import method_overrides
-
-load_builtins()
 QUICK = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]", "eval.benchmarks=false"]
 
 

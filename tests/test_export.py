@@ -6,12 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.catalog import load_builtins
 from harness.cli import main
 from harness.config import resolve_config
 from harness.method import method_overrides
-
-load_builtins()
 QUICK = ["training.max_steps=2", "training.eval_every=1", "training.checkpoint_steps=[1,2]", "eval.benchmarks=false",
          "data.n_validation=4", "eval.max_new_tokens=4"]
 

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters
@@ -18,8 +17,6 @@ from harness.io import read_json, read_jsonl
 from harness.method import method_overrides
 from harness.prompts import format_prompt
 from tiny import tiny_llama, tiny_tokenizer
-
-load_builtins()
 TEXTS = [f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(48)]
 RECORDS = [{"id": str(i), "instruction": f"write f{i} " + "and explain it " * (i % 5), "response": t}
            for i, t in enumerate(TEXTS)]

@@ -7,14 +7,11 @@ import json
 
 import pytest
 
-from harness.catalog import load_builtins
 from harness.cli import main
 from harness.config import ConfigError, resolve_config
 from harness.method import method_overrides
-from harness.plan import plan_run
+from harness.engine.plan import plan_run
 from harness.registry import SUITES
-
-load_builtins()
 
 
 def nano(method: str, *overrides: str, scale: str = "nano"):

@@ -75,7 +75,7 @@ def test_vocabularies_must_cover_the_target(trio):
 
 
 def test_the_decoder_drives_validation_and_benchmarks(trio):
-    from benchmarks.evaluate import evaluate_model
+    from harness.engine.evaluation import evaluate_model
     from harness.engine.validation import generate_responses
 
     proxy, tok = trio

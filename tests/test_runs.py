@@ -11,14 +11,11 @@ import time
 import pytest
 import torch
 
-from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.engine.run import execute
 from harness.io import read_json
 from harness.method import method_overrides
 from harness.registry import METHODS
-
-load_builtins()
 QUICK = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]", "eval.benchmarks=false"]
 
 

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 
-from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.data import records_hash
 from harness.data.batches import StepOrder
@@ -17,8 +16,6 @@ from harness.engine.run import execute
 from harness.io import read_json
 from harness.method import method_overrides
 from methods import pseudolabels
-
-load_builtins()
 QUICK = ["training.max_steps=3", "training.eval_every=3", "training.checkpoint_steps=[3]", "eval.benchmarks=false",
          "pseudo_labels.max_new_tokens=8"]
 

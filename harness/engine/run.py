@@ -3,7 +3,7 @@ method) → adapters → train → benchmarks → status.
 
 The run directory is the unit of truth; a completed config is skipped unless forced, and an
 interrupted one resumes from its latest checkpoint (``resume="auto"``). Nothing is created before
-:func:`harness.plan.plan_run` has checked every model, path and data source.
+:func:`harness.engine.plan.plan_run` has checked every model, path and data source.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from harness.method import MethodContext, Prepared
 from harness.engine.profiler import Profiler
 from harness.engine.trainer import Trainer, evaluate_validation, make_accelerator
 from harness.io import atomic_write_json, read_json
-from harness.plan import RunPlan, plan_run
+from harness.engine.plan import RunPlan, plan_run
 from harness.provenance import collect
 from harness.runstore import RunDir
 from harness.suites import suite_benchmarks
@@ -194,14 +194,15 @@ def _build_context(plan: RunPlan, work_dir: Path, profiler: Profiler, resolved: 
     return MethodContext(
         config=config, suite=suite, train_records=train, validation_records=split.validation,
         work_dir=work_dir, models=resolved, resolve_model=resolve,
-        load_model=load_model, load_tokenizer=models.load_tokenizer, phase=profiler.phase, sub_run=sub_run)
+        load_model=load_model, load_tokenizer=models.load_tokenizer, phase=profiler.phase, sub_run=sub_run,
+        load_trained_model=load_run_model)
 
 
 def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | None = None, force: bool = False,
             resume: str = "auto", progress: bool = True) -> RunDir:
     """Run to completion (or skip if already complete) and return the run directory.
 
-    Takes a config (planned here) or a plan from :func:`harness.plan.plan_run`."""
+    Takes a config (planned here) or a plan from :func:`harness.engine.plan.plan_run`."""
     plan = config_or_plan if isinstance(config_or_plan, RunPlan) else plan_run(config_or_plan, results_root)
     config, spec, suite, run = plan.config, plan.method, plan.suite, plan.run
     accelerator = make_accelerator(config.training.precision)
@@ -314,12 +315,14 @@ def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | N
 def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list[int], emit, profiler,
                    from_checkpoints: bool) -> None:
     """Score each listed checkpoint on the suite's benchmarks (+ the ones every fine-tuned run gets)."""
-    from benchmarks.evaluate import evaluate_model
-
     from harness.engine.adapters import load_trainable_state
+    from harness.engine.evaluation import evaluate_model
+    from harness.registry import BENCHMARKS
 
     done = {(r["step"], r["metric"]) for r in run.metrics() if r.get("phase") == "benchmark"}
     names = list(suite_benchmarks(config.suite, fine_tuned=True))
+    kinds = {BENCHMARKS.get(name).kind_impl for name in names}
+    options = {kind.name: kind.eval_options(config) for kind in kinds}  # e.g. MMLU's shots from the hub's dev split
     for step in steps:
         if all((step, f"{name}/score") in done for name in names):
             continue  # already scored before an interruption
@@ -332,10 +335,7 @@ def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list
                                      subsample_seed=config.eval.subsample_seed,
                                      batch_size=config.eval.eval_batch_size,
                                      max_new_tokens=config.eval.benchmark_max_new_tokens,
-                                     fewshot={"mmlu": config.eval.mmlu_fewshot, "math": config.eval.math_fewshot,
-                                              "gsm8k": config.eval.gsm8k_fewshot},
-                                     # MMLU's dev split exists on the hub only: used where the run reads the hub
-                                     mmlu_shots_from="dev" if config.data.source == "hub" else "test",
+                                     fewshot=config.eval.fewshot, options=options,
                                      continuous=config.eval.continuous_metrics,
                                      out_dir=run.samples_dir / f"benchmarks-step-{step}")
         rows = []

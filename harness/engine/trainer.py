@@ -115,7 +115,7 @@ class Trainer:
                  emit: Callable[[list[dict]], None], samples_dir: Path | None = None,
                  accelerator: Accelerator | None = None, progress: bool = True, profiler=None):
         if config.training.precision == "auto":  # a trainer built outside a planned run
-            from harness.plan import with_resolved_precision
+            from harness.engine.plan import with_resolved_precision
 
             config = with_resolved_precision(config)[0]
         self.config, self.t, self.e = config, config.training, config.eval

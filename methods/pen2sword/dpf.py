@@ -297,7 +297,7 @@ def cached_ranking(config, suite, *, top_k: int = 1) -> Ranking | None:
 
     try:
         resolved = {name: models.resolve_model(name, scale=config.scale, build=False)
-                    for name in config.model.candidates}
+                    for name in config.pen2sword.candidates}
     except ModelUnavailableError:
         return None  # a candidate not built yet: it was never ranked on this machine
     questions = domain_questions(config, suite, config.pen2sword.dpf_questions)
@@ -308,7 +308,7 @@ def cached_ranking(config, suite, *, top_k: int = 1) -> Ranking | None:
 def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None = None, top_k: int = 1,
             progress: bool = True, use_cache: bool = True, say: Callable[[str], None] = lambda m: None,
             judge_kwargs: dict | None = None) -> Ranking:
-    """Rank ``config.model.candidates`` for ``suite`` (cached by candidates, judge, questions, decoding)."""
+    """Rank ``config.pen2sword.candidates`` for ``suite`` (cached by candidates, judge, questions, decoding)."""
     from harness import models
     from harness.data.batches import encode_prompt
     from harness.engine.validation import generate_responses
@@ -319,7 +319,7 @@ def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None 
     if isinstance(judge_obj, OpenAIJudge):
         judge_obj.check()  # before any candidate is loaded: a missing key is said now, not after the answers
     questions = domain_questions(config, suite, n_questions or config.pen2sword.dpf_questions)
-    resolved = {name: models.resolve_model(name, scale=config.scale, build=True) for name in config.model.candidates}
+    resolved = {name: models.resolve_model(name, scale=config.scale, build=True) for name in config.pen2sword.candidates}
     path = ranking_path(config, suite, judge_spec, questions, resolved, top_k)
     if use_cache and path.exists():
         return Ranking(**{k: v for k, v in read_json(path).items() if k != "selected"})
@@ -334,7 +334,7 @@ def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None 
                                                batch_size=config.eval.eval_batch_size,
                                                max_prompt_tokens=config.data.max_prompt_tokens)
         else:
-            from benchmarks.loglik import continuation_logliks
+            from harness.engine.loglik import continuation_logliks
 
             answers[name] = [""] * len(questions)
             contexts = [tokenizer.decode(encode_prompt(tokenizer, q.question, config.data.max_prompt_tokens),

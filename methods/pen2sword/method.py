@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from harness.config import ConfigError, Pen2SwordConfig, RunConfig
+from harness.config import ConfigError, RunConfig
 from harness.method import MethodContext, Prepared, defer_selection, register_method
 from harness.suites import Suite
 from methods.baselines import load_target
+from methods.pen2sword.config import SECTION, Pen2SwordConfig
 from methods.pen2sword.transfer import TransferOptions, transfer
 
 
@@ -24,10 +25,10 @@ def choose_expert(config: RunConfig, suite: Suite) -> tuple[str, str]:
     equals the full method."""
     if config.pen2sword.select == "random":  # w/o DPF
         chosen = config.model.expert or suite.expert_for(config.scale)
-        others = [c for c in config.model.candidates if c != chosen]
+        others = [c for c in config.pen2sword.candidates if c != chosen]
         if not others:
-            raise ConfigError(f"pen2sword.select=random draws among model.candidates other than {chosen!r}, "
-                              f"but model.candidates={list(config.model.candidates)} has no other; add candidates")
+            raise ConfigError(f"pen2sword.select=random draws among pen2sword.candidates other than {chosen!r}, "
+                              f"but pen2sword.candidates={list(config.pen2sword.candidates)} has no other; add candidates")
         return (random.Random(config.seed).choice(others),
                 f"random among {others} (seed {config.seed}; {chosen!r}, the selected expert, excluded)")
     if config.pen2sword.select == "dpf" and not config.model.expert:
@@ -36,11 +37,11 @@ def choose_expert(config: RunConfig, suite: Suite) -> tuple[str, str]:
         ranking = cached_ranking(config, suite)  # ranked once per candidates, judge and questions
         if ranking is None:
             judge = f"DPF ({config.pen2sword.dpf_judge})"
-            if defer_selection("expert", judge, config.model.candidates):  # planning: rank when the run starts
-                return config.model.candidates[0], f"{judge}, when the run starts"
+            if defer_selection("expert", judge, config.pen2sword.candidates):  # planning: rank when the run starts
+                return config.pen2sword.candidates[0], f"{judge}, when the run starts"
             ranking = run_dpf(config, suite, progress=False)
         if not ranking.selected:
-            raise ConfigError(f"DPF ({ranking.judge}) scored no candidate of {list(config.model.candidates)}; "
+            raise ConfigError(f"DPF ({ranking.judge}) scored no candidate of {list(config.pen2sword.candidates)}; "
                               "see the judgments in the DPF cache or choose the expert with --expert NAME")
         return ranking.selected[0], f"DPF ({ranking.judge}, {ranking.n_questions} questions): top of {len(ranking.rows)}"
     if config.model.expert:
@@ -56,10 +57,7 @@ def models_needed(config: RunConfig, suite: Suite) -> dict[str, str]:
 
 
 def transfer_options(ctx: MethodContext) -> TransferOptions:
-    p = ctx.config.pen2sword
-    return TransferOptions(compat=p.compat, expansion=p.expansion, fusion=p.fusion, alpha=p.alpha,
-                           seed=ctx.seed if p.transfer_seed is None else p.transfer_seed,
-                           missing_std=p.missing_std, tie_word_embeddings=p.tie_word_embeddings)
+    return ctx.config.pen2sword.transfer_options(seed=ctx.seed)
 
 
 def warmed_up_expert(ctx: MethodContext, expert_name: str):
@@ -67,8 +65,6 @@ def warmed_up_expert(ctx: MethodContext, expert_name: str):
     (``pen2sword.embedding_warmup_steps`` steps, every other weight frozen, loss on the whole text) on the
     suite's training split, which stands in for the paper's domain corpus. It runs as a sub-run of its own
     (method ``embedding-warmup``), skipped when done; returns (model, tokenizer, its run directory)."""
-    from harness.engine.run import load_run_model  # the engine's rebuild of a finished run
-
     steps = ctx.config.pen2sword.embedding_warmup_steps
     # One warm-up per expert and data, whatever the transfer after it is configured with: the pen2sword
     # section goes back to its defaults in the sub-run, so an α sweep shares one warm-up.
@@ -77,7 +73,7 @@ def warmed_up_expert(ctx: MethodContext, expert_name: str):
                                            "training.checkpoint_steps": [steps], "training.eval_every": steps,
                                            "training.schedule_steps": None},
                       purpose="the expert's embedding domain adaptation (§4.5)")
-    model, tokenizer, _ = load_run_model(run.path, step="latest")
+    model, tokenizer, _ = ctx.load_trained_model(run.path, step="latest")
     return model, tokenizer, run
 
 
@@ -103,7 +99,7 @@ def prepare(ctx: MethodContext) -> Prepared:
 
 def register_variant(name: str, **kwargs) -> None:
     """Pen2Sword or one of its ablations/variants (a configuration of the same prepare)."""
-    register_method(name, prepare, prepare_phase="transfer", models=models_needed, **kwargs)
+    register_method(name, prepare, prepare_phase="transfer", models=models_needed, config_section=SECTION, **kwargs)
 
 
 register_method("embedding-warmup", load_target,

@@ -99,7 +99,7 @@ class TransferOptions:
         if not self.fusion and self.alpha not in (None, 1, 1.0):
             raise ValueError(
                 f"TransferOptions.fusion=False uses E_S^2 alone (alpha is forced to 1), but "
-                f"alpha={self.alpha!r} was also given; drop alpha or set fusion=True"
+                f"TransferOptions.alpha={self.alpha!r} was also given; drop alpha or set fusion=True"
             )
         if self.compat == "official":
             if self.expansion != "replicate":

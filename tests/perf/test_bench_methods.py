@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.engine.run import execute
 from harness.method import method_overrides
@@ -48,7 +47,6 @@ def minutes_per_1k(run) -> dict[str, float]:
 
 
 def test_method_costs(benchmark, tmp_path, monkeypatch):
-    load_builtins()
     shared = cache_dir()
     private = tmp_path / "cache"
     private.mkdir()

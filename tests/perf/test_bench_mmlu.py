@@ -15,8 +15,8 @@ import time
 import pytest
 
 from benchmarks import mmlu
-from benchmarks.evaluate import _LmEval, select_items
-from benchmarks.registry import get_benchmark
+from harness.engine.evaluation import _LmEval, select_items
+from harness.registry import BENCHMARKS
 from tiny import benchmark_llama as tiny_llama, benchmark_tokenizer as tiny_tokenizer
 
 pytestmark = [pytest.mark.perf, pytest.mark.usefixtures("data_cache")]
@@ -32,7 +32,7 @@ def test_mmlu_loglik_throughput(benchmark):
     try:
         tok = tiny_tokenizer(vocab_size=4096)
         model = tiny_llama(tok, hidden=256, layers=6, heads=8)  # ~ the stack notes' h256 l6 model
-        spec = get_benchmark("mmlu")
+        spec = BENCHMARKS.get("mmlu")
         docs, _ = spec.documents()
         indices, _ = select_items(spec, docs, N_ITEMS, seed=0)  # stratified over the 57 subjects
         prompts = [docs[i]["prompt"] for i in indices]

@@ -77,9 +77,6 @@ class RunPlan:
 def plan_run(config: RunConfig, results_root: str | Path | None = None, *, build_check: bool = True) -> RunPlan:
     """Resolve and validate ``config`` for this machine; raise (ConfigError, ModelUnavailableError,
     DataUnavailableError) with the key and the fix for anything a run would trip over later."""
-    from harness.catalog import load_builtins
-
-    load_builtins()
     method = METHODS.get(config.method)
     suite = SUITES.get(config.suite)
     if not suite.trainable:  # every run, trained or not, is validated on its suite's held-out split

@@ -1,16 +1,16 @@
 """Evaluate a model on benchmarks: lm-eval runs the model, the benchmark's kind scores, everything is recorded.
 
-lm-eval (0.4.13) is the engine: each benchmark's kind (:mod:`benchmarks.kind`) builds an inline task
-config over the pinned documents, and lm-eval generates (HumanEval, MATH, GSM8K) or scores the
-choices' log-likelihoods (MMLU) with its ``HFLM`` wrapped around the in-memory model. HumanEval
-completions are executed in :mod:`benchmarks.sandbox` (inside lm-eval's metric too), MATH and GSM8K
-answers are graded by math-verify. For multiple-choice kinds the direct batched path
-(:func:`benchmarks.loglik.choice_logliks`, ``mmlu_engine="direct"``) agrees with lm-eval item by item.
+lm-eval (0.4.13) is the engine: each benchmark's kind (:class:`harness.benchmark.BenchmarkKind`, one
+module per kind) builds an inline task config over the pinned documents, and lm-eval generates or
+scores the choices' log-likelihoods with its ``HFLM`` wrapped around the in-memory model. For
+multiple-choice kinds the direct batched path (:func:`harness.engine.loglik.choice_logliks`,
+``choice_engine="direct"``) agrees with lm-eval item by item. Evaluation never branches on a kind's
+name: the kind gives its options, documents, generation kwargs, scores, protocol and reference text.
 
 Beside each headline score, every benchmark reports continuous metrics that move while a small
 model's accuracy sits at chance (OLMES; DataDecide): the bits per byte of the item's reference text
-(the correct answer, the canonical solution, the worked solution) and, for multiple choice, the
-probability mass on the correct choice. Every metric carries its standard error and n.
+(the correct answer, the canonical solution, the worked solution) and whatever per-item values the
+kind adds (MMLU: the probability mass on the correct choice). Every metric carries its standard error and n.
 
 The subsample of a micro-scale evaluation is drawn with ``subsample_seed`` (the run's
 ``eval.subsample_seed``, not its training seed), so every run of a comparison scores the same items.
@@ -29,16 +29,16 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from harness.benchmark import (BenchmarkKind, BenchmarkSpec, Scored, mean_and_stderr, metric_entry,
+                               package_version, ratio_and_stderr)
+from harness.data.sampling import ids_sha256, stratified_sample
+from harness.engine.loglik import choice_logliks, continuation_logliks, model_max_length
 from harness.io import atomic_write_text
+from harness.registry import BENCHMARK_KINDS, BENCHMARKS
 
-from benchmarks.kind import Scored, mean_and_stderr, metric_entry, ratio_and_stderr
-from benchmarks.loglik import choice_logliks, continuation_logliks, model_max_length
-from benchmarks.registry import BENCHMARKS, BenchmarkSpec
-from benchmarks.sampling import ids_sha256, stratified_sample
-
-MMLU_ENGINES = ("lm-eval", "direct")
+CHOICE_ENGINES = ("lm-eval", "direct")  # how multiple-choice kinds are scored
 CONTINUOUS_METRICS = ("bits_per_byte", "p_correct")
 
 
@@ -56,7 +56,7 @@ class BenchmarkResult:
     seconds: float
     stderr: float | None = None  # standard error of ``score`` over the scored items
     metrics: dict = field(default_factory=dict)  # name -> {"value", "stderr", "n", ...}: headline + continuous
-    protocol: dict = field(default_factory=dict)  # benchmarks.kind.Protocol as a dict
+    protocol: dict = field(default_factory=dict)  # harness.benchmark.Protocol as a dict
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -136,57 +136,52 @@ class _LmEval:
 
 def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | None = None,
                    subsample_seed: int = 0, batch_size: int = 16, max_new_tokens: int = 512,
-                   out_dir: Path | str | None = None, mmlu_engine: str = "lm-eval",
-                   fewshot: Mapping[str, int] | None = None, mmlu_fewshot: int | None = None,
-                   mmlu_shots_from: str = "test", continuous: bool = True,
-                   humaneval_samples: int = 1, humaneval_temperature: float = 0.8,
-                   humaneval_ks: Sequence[int] = (1, 10, 100)) -> dict[str, BenchmarkResult]:
+                   out_dir: Path | str | None = None, fewshot: Mapping[str, int] | None = None,
+                   options: Mapping[str, Mapping[str, Any]] | None = None, choice_engine: str = "lm-eval",
+                   continuous: bool = True) -> dict[str, BenchmarkResult]:
     """Score ``model`` on each benchmark (registered names or aliases); results by canonical name.
 
     ``limit`` scores a fixed stratified subsample of that many items per benchmark, drawn with
     ``subsample_seed`` (the ``micro`` scale); ``None`` scores everything (``paper``). ``fewshot``
-    maps a benchmark kind to its shots (``{"mmlu": 5, "math": 4}``; ``mmlu_fewshot`` is the same as
-    ``{"mmlu": k}``), drawn with ``subsample_seed`` too. ``continuous`` adds the bits per byte of
-    each item's reference text. HumanEval is greedy pass@1 unless ``humaneval_samples`` > 1, which
-    samples at ``humaneval_temperature`` (top-p 0.95) and reports pass@k for every k in
-    ``humaneval_ks`` not above the sample count.
+    maps a benchmark kind to its shots (``{"mmlu": 5, "math": 4}``), drawn with ``subsample_seed``
+    too; ``options`` maps a kind to its options (``{"humaneval": {"samples": 10}}``, see each kind's
+    ``options``). ``choice_engine="direct"`` scores multiple-choice kinds with the batched
+    log-likelihood path instead of lm-eval. ``continuous`` adds the bits per byte of each item's
+    reference text.
     """
-    if mmlu_engine not in MMLU_ENGINES:
-        raise ValueError(f"mmlu_engine must be one of {MMLU_ENGINES}, got {mmlu_engine!r}")
-    if humaneval_samples < 1:
-        raise ValueError(f"humaneval_samples must be at least 1, got {humaneval_samples}")
-    shots = dict(fewshot or {})
-    if mmlu_fewshot is not None:
-        shots["mmlu"] = mmlu_fewshot
+    if choice_engine not in CHOICE_ENGINES:
+        raise ValueError(f"choice_engine must be one of {CHOICE_ENGINES}, got {choice_engine!r}")
+    shots = {BENCHMARK_KINDS.canonical(kind): k for kind, k in (fewshot or {}).items()}
+    given = {BENCHMARK_KINDS.canonical(kind): o for kind, o in (options or {}).items()}
+    for kind_name, k in shots.items():  # bad options fail before any model work
+        BENCHMARK_KINDS.get(kind_name).check_fewshot(k)
+    kind_options = {name: BENCHMARK_KINDS.get(name).resolve_options(o) for name, o in given.items()}
     names = list(dict.fromkeys(BENCHMARKS.canonical(b) for b in benchmarks))
     specs: list[BenchmarkSpec] = [BENCHMARKS.get(name) for name in names]
-    for spec in specs:  # bad options fail before any model work
-        spec.kind_impl.check_fewshot(shots.get(spec.kind, 0))
+    for spec in specs:
+        if spec.kind not in kind_options:
+            kind_options[spec.kind] = spec.kind_impl.resolve_options()
     max_new = min(max_new_tokens, model_max_length(model, tokenizer) // 2)
     engine: _LmEval | None = None
     results: dict[str, BenchmarkResult] = {}
     for spec in specs:
-        kind = spec.kind_impl
+        kind: BenchmarkKind = spec.kind_impl
+        opts = kind_options[spec.kind]
         start = time.perf_counter()
         k = shots.get(spec.kind, 0)
-        options = {"shots_from": mmlu_shots_from} if spec.kind == "mmlu" else {}
-        docs, notes = spec.documents(fewshot=k, seed=subsample_seed, **options)
+        docs, notes = kind.documents(spec, fewshot=k, seed=subsample_seed, **opts)
         indices, subsample = select_items(spec, docs, limit, subsample_seed)
         chosen = [docs[i] for i in indices]
         extra: dict = dict(notes)
-        if kind.output_type == "multiple_choice" and mmlu_engine == "direct":
+        if kind.output_type == "multiple_choice" and choice_engine == "direct":
             outputs, path = choice_logliks(model, tokenizer, [d["prompt"] for d in chosen], kind.choices,
                                            batch_size=batch_size)
             extra.update(engine="direct", batch_size=batch_size, loglik_path=path)
         else:
             if engine is None:
                 engine = _LmEval(model, tokenizer, batch_size)
-            sampling = spec.kind == "humaneval" and humaneval_samples > 1
-            gen_kwargs = None if kind.output_type == "multiple_choice" else (
-                {"do_sample": True, "temperature": humaneval_temperature, "top_p": 0.95, "max_gen_toks": max_new}
-                if sampling else {"do_sample": False, "max_gen_toks": max_new})
-            samples, lm_eval_info = engine.run(spec, chosen, fewshot=k, gen_kwargs=gen_kwargs,
-                                               repeats=humaneval_samples if sampling else 1)
+            gen_kwargs, repeats = kind.generation(max_new, **opts)
+            samples, lm_eval_info = engine.run(spec, chosen, fewshot=k, gen_kwargs=gen_kwargs, repeats=repeats)
             if [kind.item_id(s["doc"]) for s in samples] != [kind.item_id(d) for d in chosen]:
                 raise RuntimeError(f"lm-eval scored other {spec.name} items than were selected")
             extra.update(engine=f"lm-eval {package_version('lm_eval')}", batch_size=batch_size, lm_eval=lm_eval_info)
@@ -196,8 +191,7 @@ def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | 
                 outputs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
             else:
                 outputs = [s["filtered_resps"][0] for s in samples]
-        scored: Scored = (kind.score(spec, chosen, outputs, extra, ks=humaneval_ks) if spec.kind == "humaneval"
-                          else kind.score(spec, chosen, outputs, extra))
+        scored: Scored = kind.score(spec, chosen, outputs, extra, **opts)
         value, stderr = mean_and_stderr(scored.item_scores)
         metrics = {kind.metric: metric_entry(scored.score, stderr, len(scored.item_scores))}
         for name, values in scored.continuous.items():
@@ -205,7 +199,7 @@ def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | 
         if continuous and chosen:
             metrics["bits_per_byte"] = _reference_bits(model, tokenizer, kind, chosen, scored, batch_size)
         seconds = time.perf_counter() - start
-        protocol = kind.protocol(k, **({"shots_from": mmlu_shots_from} if spec.kind == "mmlu" and k else {}))
+        protocol = kind.protocol(k, **opts)
         result = BenchmarkResult(name=spec.name, version=kind.version, metric=kind.metric, score=scored.score,
                                  n_items=len(chosen), n_total=len(docs), subsample=subsample,
                                  data_hash=spec.data_hash(), prompt_format=protocol.prompt_format,
@@ -231,11 +225,3 @@ def _reference_bits(model, tokenizer, kind, docs: list[dict], scored: Scored, ba
                         mean_tokens=sum(r.tokens for r in refs) / len(refs),
                         truncated=sum(r.truncated for r in refs))
 
-
-def package_version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "unknown"
