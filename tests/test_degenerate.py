@@ -151,7 +151,7 @@ def test_the_rule_is_recorded_in_config_and_label_key():
 
 
 def _identity(config: RunConfig) -> dict:
-    from harness.config import _identity as identity
+    from harness.config import _run_identity as identity
 
     return identity(config)
 
