@@ -83,6 +83,9 @@ def parse_cuda_visible_devices(value: str | None) -> list[int | str] | None:
     return devices
 
 
+# Ours, not torch.cuda.utilization / device_memory_used: those map a CUDA ordinal to an NVML index through
+# CUDA_VISIBLE_DEVICES alone, which reads another GPU where CUDA's default FASTEST_FIRST order differs from
+# NVML's PCI order (mixed-GPU nodes); the PCI bus id torch reports names the device itself (test_profiler).
 def nvml_device_selector(torch_index: int, *, pci_ids: tuple[int, int, int] | None = None,
                          uuid: str | None = None,
                          cuda_visible_devices: str | None = None) -> tuple[str, int | str]:

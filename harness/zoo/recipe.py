@@ -7,6 +7,7 @@ family instead of reusing an old one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -107,7 +108,7 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
+    @functools.cached_property  # the family's folder name: worked out once per recipe, not at every model lookup
     def hash(self) -> str:
         blob = json.dumps({"format": FORMAT_VERSION, "recipe": self.to_dict()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
