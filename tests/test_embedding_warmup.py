@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from harness.config import resolve_config
+from harness.engine.plan import plan_run
 from harness.engine.run import execute
 from harness.io import read_json
 from harness.method import method_overrides
@@ -27,8 +28,8 @@ def eval_loss_at_0(run) -> float:
 def test_the_warmup_trains_the_experts_embedding_alone_and_feeds_the_transfer(nano_zoo, tmp_path):
     from harness import models
 
-    plain = execute(nano(), results_root=tmp_path, progress=False)
-    warmed = execute(nano("pen2sword.embedding_warmup_steps=3"), results_root=tmp_path, progress=False)
+    plain = execute(plan_run(nano(), tmp_path), progress=False)
+    warmed = execute(plan_run(nano("pen2sword.embedding_warmup_steps=3"), tmp_path), progress=False)
     warmups = [r for r in find_runs(tmp_path) if r.path.parent.name == "embedding-warmup"]
     assert len(warmups) == 1
     warmup = warmups[0]
@@ -51,5 +52,5 @@ def test_the_warmup_trains_the_experts_embedding_alone_and_feeds_the_transfer(na
     assert "embedding_warmup" not in read_json(plain.path / "prepare.json")
 
     # Another Pen2Sword run on the same expert and data reuses the warm-up instead of training it again.
-    execute(nano("pen2sword.embedding_warmup_steps=3", "alpha=0.25"), results_root=tmp_path, progress=False)
+    execute(plan_run(nano("pen2sword.embedding_warmup_steps=3", "alpha=0.25"), tmp_path), progress=False)
     assert len([r for r in find_runs(tmp_path) if r.path.parent.name == "embedding-warmup"]) == 1

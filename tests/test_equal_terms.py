@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.config import resolve_config
+from harness.engine.plan import plan_run
 from harness.method import method_overrides
 QUICK = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]", "eval.benchmarks=false"]
 
@@ -33,7 +34,7 @@ def test_every_method_gets_the_same_lora_initialisation(nano_zoo, tmp_path, monk
 
     monkeypatch.setattr(run_module, "apply_adapters", capture)
     for current in ("lora", "pen2sword", "pen2sword-no-fusion"):
-        run_module.execute(nano(current), results_root=tmp_path, progress=False)
+        run_module.execute(plan_run(nano(current), tmp_path), progress=False)
     lora = captured["lora"]
     assert lora and all(name.endswith(".weight") for name in lora)
     for method in ("pen2sword", "pen2sword-no-fusion"):
@@ -49,8 +50,8 @@ def test_a_first_run_that_builds_the_family_equals_a_cached_run(method, data_cac
     (cache).mkdir()
     (cache / "wheels").symlink_to(data_cache / "wheels")
     monkeypatch.setenv("HARNESS_CACHE", str(cache))
-    first = execute(nano(method), results_root=tmp_path / "first", progress=False)
+    first = execute(plan_run(nano(method), tmp_path / "first"), progress=False)
     assert [r for r in first.metrics() if r["phase"] == "build_models" and r["metric"] == "phase_seconds"]
-    cached = execute(nano(method), results_root=tmp_path / "cached", progress=False)
+    cached = execute(plan_run(nano(method), tmp_path / "cached"), progress=False)
     assert not [r for r in cached.metrics() if r["phase"] == "build_models"]
     assert curves(first) == curves(cached) and curves(first)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from harness.cli import main
+from harness.engine.plan import plan_run
 from harness.config import resolve_config
 from harness.method import method_overrides
 QUICK = ["training.max_steps=2", "training.eval_every=1", "training.checkpoint_steps=[1,2]", "eval.benchmarks=false",
@@ -19,7 +20,7 @@ def pen2sword_run(nano_zoo, tmp_path_factory):
 
     config = resolve_config(given={"method": "pen2sword", "suite": "code", "scale": "nano"}, overrides=QUICK,
                             method_overrides_for=method_overrides)
-    return execute(config, results_root=tmp_path_factory.mktemp("export") / "results", progress=False)
+    return execute(plan_run(config, tmp_path_factory.mktemp("export") / "results"), progress=False)
 
 
 def logged(run, step: int, metric: str) -> float:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness.config import resolve_config
+from harness.engine.plan import plan_run
 from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters
 from harness.data.batches import IGNORE, cut_middle, encode_example, encode_prompt
@@ -86,7 +87,7 @@ def test_rehearsal_of_the_paper_preset(nano_zoo, tmp_path):
     assert (config.training.seq_len, config.training.lr, config.training.batch_size, config.training.lora_target_modules,
             config.data.max_prompt_tokens) == (paper.training.seq_len, paper.training.lr, paper.training.batch_size,
                                                paper.training.lora_target_modules, paper.data.max_prompt_tokens)
-    run = execute(config, results_root=tmp_path, progress=False)
+    run = execute(plan_run(config, tmp_path), progress=False)
     assert run.is_completed(), run.status()
     assert read_json(run.config_path)["scale"] == "paper"
     provenance = read_json(run.provenance_path)
@@ -106,7 +107,7 @@ def test_rehearsal_of_the_paper_preset(nano_zoo, tmp_path):
                       if r["phase"] in ("train", "eval") and r["metric"] in ("loss", "rouge1", "eval_loss"))
     shutil.rmtree(run.checkpoint_dir(4))
     run.set_status("running", pid=2**22 + 12345)  # a pid that is not alive
-    again = execute(config, results_root=tmp_path, progress=False)
+    again = execute(plan_run(config, tmp_path), progress=False)
     rows = {}
     for r in again.metrics():  # the latest attempt of each row
         if r["phase"] in ("train", "eval") and r["metric"] in ("loss", "rouge1", "eval_loss"):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from harness.config import resolve_config
+from harness.engine.plan import plan_run
 from harness.engine.run import execute
 from harness.io import read_json
 from harness.method import method_overrides
@@ -37,9 +38,9 @@ def test_every_registered_method_runs(method, nano_zoo, tmp_path):
         from harness.engine.adapters import AdapterUnavailableError
 
         with pytest.raises(AdapterUnavailableError, match="CUDA"):
-            execute(config, results_root=tmp_path, progress=False)
+            execute(plan_run(config, tmp_path), progress=False)
         return
-    run = execute(config, results_root=tmp_path, progress=False)
+    run = execute(plan_run(config, tmp_path), progress=False)
     assert run.is_completed(), run.status()
     assert read_json(run.config_path)["method"] == method
     assert rows_of(run, "eval", "rouge1")[0]["step"] == 0
@@ -74,11 +75,11 @@ def test_variants_change_only_what_they_ablate(nano_zoo, tmp_path):
 
 def test_completed_run_is_skipped_unless_forced(nano_zoo, tmp_path):
     config = nano_config("lora")
-    run = execute(config, results_root=tmp_path, progress=False)
+    run = execute(plan_run(config, tmp_path), progress=False)
     n_rows = len(run.metrics())
-    again = execute(config, results_root=tmp_path, progress=False)
+    again = execute(plan_run(config, tmp_path), progress=False)
     assert again.path == run.path and len(again.metrics()) == n_rows  # nothing re-ran
-    forced = execute(config, results_root=tmp_path, force=True, progress=False)
+    forced = execute(plan_run(config, tmp_path), force=True, progress=False)
     assert forced.is_completed() and forced.status()["attempts"] == 1  # a fresh directory
 
 
@@ -125,7 +126,7 @@ def test_benchmarks_run_at_checkpoints_and_best(nano_zoo, tmp_path):
                             overrides=["training.max_steps=4", "training.eval_every=2", "training.checkpoint_steps=[2,4]",
                                        "eval.benchmark_limit=2"],
                             method_overrides_for=method_overrides)
-    run = execute(config, results_root=tmp_path, progress=False)
+    run = execute(plan_run(config, tmp_path), progress=False)
     rows = rows_of(run, "benchmark")
     best = run.status()["best_step"]
     steps = {r["step"] for r in rows}
@@ -143,10 +144,10 @@ def test_benchmarks_run_at_checkpoints_and_best(nano_zoo, tmp_path):
     assert (run.samples_dir / "benchmarks-step-2").is_dir()
 
     # Another training seed scores the very same items: the subsample is drawn with eval.subsample_seed.
-    other = execute(resolve_config(given={"method": "lora", "suite": "code", "scale": "nano", "seed": 1},
+    other = execute(plan_run(resolve_config(given={"method": "lora", "suite": "code", "scale": "nano", "seed": 1},
                                    overrides=["training.max_steps=2", "training.eval_every=2",
                                               "training.checkpoint_steps=[2]", "eval.benchmark_limit=2"],
-                                   method_overrides_for=method_overrides), results_root=tmp_path, progress=False)
+                                   method_overrides_for=method_overrides), tmp_path), progress=False)
     def item_ids(r):
         return {row["metric"]: row["benchmark"]["subsample"]["ids_sha256"] for row in rows_of(r, "benchmark")
                 if row["step"] == 2 and row["metric"].endswith("/score")}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness.config import resolve_config
+from harness.engine.plan import plan_run
 from harness.data import records_hash
 from harness.data.batches import StepOrder
 from harness.engine import run as engine_run
@@ -55,7 +56,7 @@ def test_the_target_trains_on_the_pseudo_labels(method, nano_zoo, tmp_path, spy_
     monkeypatch.setattr("methods.weak2strong.model_writer", writer)
     # A decoding budget of its own per case: the session cache must not answer from another test's labels.
     config = nano(method, f"pseudo_labels.max_new_tokens={6 if method == 'weak2strong' else 7}")
-    run = execute(config, results_root=tmp_path, progress=False)
+    run = execute(plan_run(config, tmp_path), progress=False)
     assert run.is_completed(), run.status()
     [trained] = spy_trainer
     order = StepOrder(len(trained), config.training.batch_size, config.seed)
@@ -75,18 +76,18 @@ def test_the_target_trains_on_the_pseudo_labels(method, nano_zoo, tmp_path, spy_
 
 
 def test_pseudo_labels_are_cached_across_runs(nano_zoo, tmp_path, spy_trainer, monkeypatch):
-    first = execute(nano("weak2strong"), results_root=tmp_path / "a", progress=False)
+    first = execute(plan_run(nano("weak2strong"), tmp_path / "a"), progress=False)
     calls = []
     monkeypatch.setattr("methods.weak2strong.model_writer",
                         lambda *a, **k: calls.append(1) or (lambda records: pytest.fail("labels written again")))
-    second = execute(nano("weak2strong"), results_root=tmp_path / "b", progress=False)
+    second = execute(plan_run(nano("weak2strong"), tmp_path / "b"), progress=False)
     assert calls == [1] or calls == []  # a writer may be built, but it never writes
     one, two = (read_json(r.path / "prepare.json")["pseudo_labels"] for r in (first, second))
     assert one["cached"] is False and two["cached"] is True and one["cache_key"] == two["cache_key"]
     assert spy_trainer[0] == spy_trainer[1]
     # Another decoding budget is another key: written afresh.
     monkeypatch.undo()
-    third = execute(nano("weak2strong", "pseudo_labels.max_new_tokens=4"), results_root=tmp_path / "c", progress=False)
+    third = execute(plan_run(nano("weak2strong", "pseudo_labels.max_new_tokens=4"), tmp_path / "c"), progress=False)
     assert read_json(third.path / "prepare.json")["pseudo_labels"]["cache_key"] != one["cache_key"]
 
 
@@ -147,7 +148,7 @@ def test_finetuning_transfer_adds_the_diff_and_zero_pads_new_rows():
 
 def test_fine_tuned_weak_supervisor_is_a_sub_run_on_the_other_half(nano_zoo, tmp_path, spy_trainer):
     config = nano("weak2strong", "pseudo_labels.weak_supervisor=fine-tuned", "pseudo_labels.max_new_tokens=5")
-    run = execute(config, results_root=tmp_path, progress=False)
+    run = execute(plan_run(config, tmp_path), progress=False)
     assert run.is_completed(), run.status()
     [sub] = read_json(run.provenance_path)["sub_runs"]
     assert sub["method"] == "lora" and sub["state"] == "completed" and "weak supervisor" in sub["purpose"]
@@ -158,7 +159,7 @@ def test_fine_tuned_weak_supervisor_is_a_sub_run_on_the_other_half(nano_zoo, tmp
     assert any(r["response"] for r in target_records)
     report = read_json(run.path / "prepare.json")["pseudo_labels"]
     assert report["weak_supervisor"] == sub["run_dir"] and "fine-tuned on the first half" in report["source"]
-    again = execute(config, results_root=tmp_path, progress=False, force=True)  # the sub-run is skipped now
+    again = execute(plan_run(config, tmp_path), progress=False, force=True)  # the sub-run is skipped now
     assert read_json(again.provenance_path)["sub_runs"][0]["run_dir"] == sub["run_dir"] and len(spy_trainer) == 3
 
 

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from harness.config import config_from_dict
+from harness.engine.plan import plan_run
 from harness.engine.run import execute
 
 if __name__ == "__main__":
-    execute(config_from_dict(json.loads(Path(sys.argv[1]).read_text())),
-            results_root=sys.argv[2] if len(sys.argv) > 2 else None, progress=False)
+    config = config_from_dict(json.loads(Path(sys.argv[1]).read_text()))
+    execute(plan_run(config, sys.argv[2] if len(sys.argv) > 2 else None), progress=False)

@@ -87,7 +87,7 @@ def _sub_runner(plan: RunPlan, profiler: Profiler, progress: bool, record: list)
         config = derived_config(plan.config, method, overrides)
         say(f"sub-run for {purpose}: {method} ({config.run_id()})")
         with profiler.phase("sub_run"):
-            run = execute(config, results_root=results_root, progress=progress)
+            run = execute(plan_run(config, results_root), progress=progress)
         record.append({"purpose": purpose, "method": method, "run_dir": str(run.path), "run_id": config.run_id(),
                        "state": run.state()})
         if not run.is_completed():
@@ -198,12 +198,12 @@ def _build_context(plan: RunPlan, work_dir: Path, profiler: Profiler, resolved: 
         load_trained_model=load_run_model)
 
 
-def execute(config_or_plan: RunConfig | RunPlan, *, results_root: str | Path | None = None, force: bool = False,
-            resume: str = "auto", progress: bool = True) -> RunDir:
-    """Run to completion (or skip if already complete) and return the run directory.
-
-    Takes a config (planned here) or a plan from :func:`harness.engine.plan.plan_run`."""
-    plan = config_or_plan if isinstance(config_or_plan, RunPlan) else plan_run(config_or_plan, results_root)
+def execute(plan: RunPlan, *, force: bool = False, resume: str = "auto", progress: bool = True) -> RunDir:
+    """Run ``plan`` (from :func:`harness.engine.plan.plan_run`, which checked everything once) to completion,
+    or skip it if already complete, and return the run directory."""
+    if not isinstance(plan, RunPlan):
+        raise TypeError(f"execute takes a plan from harness.engine.plan.plan_run(config, results_root), "
+                        f"not a {type(plan).__name__}")
     config, spec, suite, run = plan.config, plan.method, plan.suite, plan.run
     accelerator = make_accelerator(config.training.precision)
     main = accelerator.is_main_process

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import resolve_config
+from harness.engine.plan import plan_run
 from harness.engine.run import execute
 from harness.method import method_overrides
 from harness.paths import cache_dir
@@ -63,7 +64,7 @@ def test_method_costs(benchmark, tmp_path, monkeypatch):
             config = resolve_config(given={"method": method, "suite": "code", "scale": SCALE},
                                     overrides=[*overrides, *extra],
                                     method_overrides_for=method_overrides)
-            run = execute(config, results_root=tmp_path / label.replace(" ", "_"), progress=False)
+            run = execute(plan_run(config, tmp_path / label.replace(" ", "_")), progress=False)
             assert run.is_completed(), run.status()
             costs[label] = minutes_per_1k(run)
 
