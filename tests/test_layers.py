@@ -38,39 +38,32 @@ def test_the_contracts_hold():
     assert "2 kept, 0 broken" in result.stdout
 
 
-def test_an_upward_import_breaks_the_layers(tree_copy):
-    paths = tree_copy / "harness" / "paths.py"
-    original = paths.read_text()
-    paths.write_text(original + "\nimport methods  # upward: the core naming a package built on it\n")
+def lint_with(tree: Path, module: str, addition: str) -> subprocess.CompletedProcess:
+    """Lint ``tree`` with ``addition`` appended to ``module`` (a path under the tree), then put it back."""
+    path = tree / module
+    original = path.read_text()
+    path.write_text(original + addition)
     try:
-        result = lint(tree_copy)
+        return lint(tree)
     finally:
-        paths.write_text(original)
+        path.write_text(original)
+
+
+def test_an_upward_import_breaks_the_layers(tree_copy):
+    result = lint_with(tree_copy, "harness/paths.py", "\nimport methods  # the core naming a package built on it\n")
     assert result.returncode != 0
     assert "harness is not allowed to import methods" in result.stdout
     assert "harness.paths -> methods" in result.stdout
 
 
 def test_a_sideways_import_breaks_the_layers(tree_copy):
-    module = tree_copy / "reports" / "stats.py"
-    original = module.read_text()
-    module.write_text(original + "\nimport methods.baselines  # reports read run directories, not methods\n")
-    try:
-        result = lint(tree_copy)
-    finally:
-        module.write_text(original)
+    result = lint_with(tree_copy, "reports/stats.py", "\nimport methods.baselines  # reports read run directories\n")
     assert result.returncode != 0
     assert "reports is not allowed to import methods" in result.stdout
 
 
 def test_a_circle_breaks_the_acyclic_contract(tree_copy):
-    io = tree_copy / "harness" / "io.py"
-    original = io.read_text()
-    # harness.runstore imports harness.io; the reverse closes a circle between two core modules.
-    io.write_text(original + "\n\ndef _circle():\n    from harness import runstore  # noqa: F401\n")
-    try:
-        result = lint(tree_copy)
-    finally:
-        io.write_text(original)
+    # harness.runstore imports harness.io; the reverse, even inside a function, closes a circle.
+    result = lint_with(tree_copy, "harness/io.py", "\n\ndef _circle():\n    from harness import runstore  # noqa: F401\n")
     assert result.returncode != 0
     assert "No cycles are allowed in harness" in result.stdout
