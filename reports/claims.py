@@ -16,6 +16,9 @@ into the verdict ``holds``:
 scored, not the variance between training seeds. A few claims have no test (a memory ratio of single
 runs, a ranking): their ``holds`` is the plain comparison and their evidence says that no interval
 stands behind it.
+
+Which claims a table bears on is its own module's business (``reports/tables/``); this module is the
+machinery they share: the tests, the verdicts, and the claim shapes several tables and figures use.
 """
 
 from __future__ import annotations
@@ -27,17 +30,12 @@ from harness.runstore import RunDir
 from reports import collect
 from reports.collect import item_values
 from reports.paper_numbers import lookup
-from reports.spec import ROLE_BY_NAME, TABLE4_EXPERTS, Spec
-from reports.stats import ALPHA, Comparison, Estimate, clean, compare, cost_ratio, holm, mean_std, steps_to_reach
+from reports.stats import ALPHA, Comparison, Estimate, compare, cost_ratio, holm, mean_std, steps_to_reach
 
 MISSING = "runs missing"
 # A run whose process got less of its threads' CPU time than this shared the machine or was paused: its wall
 # time says more about the other work than about the method.
 MIN_CPU_SHARE = 0.8
-# "≈" and "stays within": equivalence margins, stated in the claim. Table 2's two rows the paper prints as
-# about equal (0.737 and 0.743) differ by 0.8%; a margin of 5% of their mean is generous to the paper.
-EQUIVALENT_ROUGE = 0.05
-MMLU_MARGIN = 0.05  # the paper's own words: "within 5% of the Vanilla Model"
 COST_MARGIN = 0.15  # "costs about what LoRA costs": a ratio within 1 ± 15%
 
 # The line heading report.md's claims section (reports.cli writes that section).
@@ -155,7 +153,7 @@ def decide(test: dict, alpha: float = ALPHA) -> bool | None:
     return True if below else (False if above else None)
 
 
-def _signed(value: float, digits: int) -> str:
+def signed(value: float, digits: int) -> str:
     return f"{value:+.{digits}f}"
 
 
@@ -172,10 +170,10 @@ def describe(test: dict) -> str:
         if test.get("differing") == 0 or (test["low"] == test["high"] == test["estimate"] == 0):
             body = "no item differs"
         elif test["low"] is None:
-            body = f"Δ {_signed(test['estimate'] * s, d)} (one item)"
+            body = f"Δ {signed(test['estimate'] * s, d)} (one item)"
         else:
-            body = (f"Δ {_signed(test['estimate'] * s, d)} [95% CI {_signed(test['low'] * s, d)}, "
-                    f"{_signed(test['high'] * s, d)}]")
+            body = (f"Δ {signed(test['estimate'] * s, d)} [95% CI {signed(test['low'] * s, d)}, "
+                    f"{signed(test['high'] * s, d)}]")
         if test["side"] == "within":
             body += f", margin ±{test['bound'][1] * s:.{d}f}{test.get('margin_text', '')}"
         items = f"{test['n_items']} item{'s' * (test['n_items'] != 1)}"
@@ -217,26 +215,22 @@ def verdict_text(claim: dict) -> str:
     """yes / no / undecided, with why where undecided and "provisional" where seeds were not sampled."""
     if claim.get("holds") is None:
         why = claim.get("undecided_because") or ("within noise" if claim.get("within_noise") else
-                                                 "runs missing" if claim.get("evidence") == MISSING else "")
+                                                 "runs missing" if claim.get("evidence", "").startswith(MISSING)
+                                                 else "")
         text = f"undecided ({why})" if why else "undecided"
     else:
         text = "yes" if claim["holds"] else "no"
     return text + (" (provisional: 1 training run per row)" if claim.get("provisional") else "")
 
 
-# --- helpers for the claims of each table and figure ---------------------------------------------
+# --- helpers for the claims of the tables and figures (each table's own are in its module) --------
 
-def _runs_text(counts: dict[str, int]) -> str:
+def runs_text(counts: dict[str, int]) -> str:
     """How many runs stand behind each compared row: "1 run each" or "runs: LoRA 2, Pen2Sword 1"."""
     if len(set(counts.values())) == 1:
         n = next(iter(counts.values()))
         return f"{n} run{'s' * (n != 1)} each"
     return "runs: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-
-
-def _paper(spec: Spec, row: str, column: str) -> float | None:
-    hits = lookup(source=spec.paper_source, row=row, column=column) if spec.paper_source else []
-    return hits[0]["value"] if hits else None
 
 
 def _degenerate(values: dict[str, list[dict]], *labels: str, reads_generations: bool = True) -> str | None:
@@ -255,9 +249,9 @@ def _degenerate(values: dict[str, list[dict]], *labels: str, reads_generations: 
 def reads_generations(benchmark: str) -> bool:
     """Whether ``benchmark``'s score is read from generated text (its kind generates until a stop) rather than
     from log-likelihoods of fixed choices."""
-    from benchmarks.registry import BENCHMARKS
+    from harness.registry import BENCHMARK_KINDS, BENCHMARKS
 
-    return BENCHMARKS.get(benchmark).kind_impl.output_type == "generate_until"
+    return BENCHMARK_KINDS.get(BENCHMARKS.get(benchmark).kind).output_type == "generate_until"
 
 
 def compared(values: dict[str, list[dict]], ours: str, base: str, metric: str, step_of,
@@ -268,8 +262,8 @@ def compared(values: dict[str, list[dict]], ours: str, base: str, metric: str, s
     return compare(items_by_run(runs(ours), metric, step_of), items_by_run(runs(base), metric, step_of))
 
 
-def _claim(claim: str, evidence: str, tests: list[dict], values: dict[str, list[dict]], *rows: str,
-           generated: bool = True) -> dict:
+def tested_claim(claim: str, evidence: str, tests: list[dict], values: dict[str, list[dict]], *rows: str,
+                 generated: bool = True) -> dict:
     """A tested claim on ``rows``, undecided where one of them is degenerate (``generated``: the claim reads
     generations, see :func:`_degenerate`)."""
     out = {"claim": claim, "holds": None, "evidence": evidence, "tests": tests}
@@ -278,148 +272,7 @@ def _claim(claim: str, evidence: str, tests: list[dict], values: dict[str, list[
     return out
 
 
-# --- tables ------------------------------------------------------------------------------------------
-
-def table_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
-    """The claims a table bears on; ``values`` (row label → its runs' :func:`run_values`) gives the per-item
-    samples the tests pair."""
-    values = values or {}
-    builders = {"table1": table1_claims, "table2": table2_claims, "table4": table4_claims, "table5": table5_claims}
-    return builders[spec.name](spec, frame, values) if spec.name in builders else []
-
-
-def table2_claims(spec: Spec, frame, values: dict[str, list[dict]]) -> list[dict]:
-    """The ablation order: w/o Expansion ≪ w/o Fusion < w/o DPF ≈ w/o Embedding Training < Pen2Sword, each link
-    tested (a tie is not "<"; "≈" is an equivalence within a stated margin)."""
-    claim = ("ablation order (ROUGE-1): w/o Expansion ≪ w/o Fusion < w/o DPF ≈ w/o Embedding Training < Pen2Sword "
-             f"(each link tested; ≈ within ±{EQUIVALENT_ROUGE:.0%} of the two rows' mean)")
-    names = ("Pen2Sword", "w/o DPF Selection", "w/o Expansion", "w/o Fusion", "w/o Embedding Training")
-    value = {r["row"]: clean(r["ROUGE-1"]) for _, r in frame.iterrows()} if "ROUGE-1" in frame else {}
-    if any(value.get(k) is None for k in names):
-        return [{"claim": claim, "holds": None, "evidence": MISSING}]
-    full, dpf, expansion, fusion, embedding = names
-
-    def link(a: str, b: str) -> dict:
-        return difference_test(f"{a} − {b}", compared(values, a, b, "rouge1", last_evaluation))
-
-    margin = EQUIVALENT_ROUGE * (value[dpf] + value[embedding]) / 2
-    tests = [link(fusion, expansion), link(dpf, fusion), link(embedding, fusion),
-             equivalence_test(f"{dpf} − {embedding}", compared(values, dpf, embedding, "rouge1", last_evaluation),
-                              margin),
-             link(full, dpf), link(full, embedding)]
-    runs = _runs_text({r["row"]: r["runs"] for _, r in frame.iterrows()})
-    evidence = ", ".join(f"{k} {value[k]:.4f}" for k in names) + f"; {runs}"
-    return [_claim(claim, evidence, tests, values, *names)]
-
-
-def _row_source(rows: dict, row: str, column: str) -> str:
-    """The row whose runs gave ``row``'s cell in ``column``: a best-of row's expert sub-row (the frame's
-    ``"<column> from"``), else the row itself."""
-    origin = clean(rows[row].get(f"{column} from")) if row in rows else None
-    return origin or row
-
-
-def table1_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
-    """Pen2Sword is best on HumanEval, MATH, Physics and Politics (tested against the runner-up, each cell's own
-    runs: for a best-of row, those of the expert that gave it); its MMLU stays within 5% of the Vanilla Model's
-    (an equivalence test, margin 5% of Vanilla's score)."""
-    values = values or {}
-    claims = []
-    p2s, vanilla = "Vanilla Model + LoRA + Pen2Sword", "Vanilla Model"
-    rows = {r["row"]: r for _, r in frame.iterrows()}
-
-    def short(label: str) -> str:
-        return label.replace(vanilla, "VM")
-
-    for column in ("Code Ability / HumanEval", "Math Ability / MATH", "Specialized Adaptation / Physics",
-                   "Specialized Adaptation / Politics"):
-        claim = f"Pen2Sword is best on {column} (paper: {_paper(spec, p2s, column):g})"
-        scores = {r["row"]: clean(r[column]) for _, r in frame.iterrows()}
-        if any(v is None for v in scores.values()):
-            claims.append({"claim": claim, "holds": None, "evidence": MISSING})
-            continue
-        col = next(c for c in spec.columns if c.label == column)
-        runs = _runs_text({r["row"]: sum(r[f"runs {s}"] for s in col.suites) for _, r in frame.iterrows()})
-        runner_up = max((k for k in scores if k != p2s), key=lambda k: scores[k])
-        ours, theirs = _row_source(rows, p2s, column), _row_source(rows, runner_up, column)
-        test = difference_test(f"Pen2Sword − {short(runner_up)}",
-                               compared(values, ours, theirs, f"{col.benchmark}/score", benchmark_step, col.suites),
-                               digits=1, scale=100)
-        evidence = ", ".join(f"{short(k)} {v:.1f}" for k, v in scores.items()) + f"; {runs}"
-        if ours != p2s or theirs != runner_up:
-            evidence += f"; compared: {short(ours)} with {short(theirs)}"
-        bits = compared(values, ours, theirs, f"{col.benchmark}/bits_per_byte", benchmark_step, col.suites)
-        if bits is not None and bits.low is not None:  # a continuous side check, not part of the verdict
-            evidence += (f"; bits/byte of the reference Δ {_signed(bits.mean, 3)} [95% CI {_signed(bits.low, 3)}, "
-                         f"{_signed(bits.high, 3)}] (lower is better)")
-        claims.append(_claim(claim, evidence, [test], values, ours, theirs,
-                             generated=reads_generations(col.benchmark)))
-    column = "General Ability / MMLU"
-    paper_change = lookup(source="table1", row=p2s, column=column)[0]["change_pct"]
-    claim = (f"Pen2Sword's MMLU stays within {MMLU_MARGIN:.0%} of the Vanilla Model's (paper: {paper_change:+.1f}%; "
-             "equivalence test)")
-    ours, base = (clean(rows[k][column]) if k in rows else None for k in (p2s, vanilla))
-    if ours is None or base is None:
-        claims.append({"claim": claim, "holds": None, "evidence": MISSING})
-        return claims
-    col = next(c for c in spec.columns if c.label == column)
-    source = _row_source(rows, p2s, column)
-    margin = MMLU_MARGIN * base / 100  # the frame's cells are ×100
-    test = equivalence_test("Pen2Sword − Vanilla", compared(values, source, vanilla, f"{col.benchmark}/score",
-                                                            benchmark_step, col.suites),
-                            margin, digits=1, scale=100, margin_text=f" (5% of Vanilla's {base:.1f})")
-    change = clean(rows[p2s].get(f"{column} change %"))
-    evidence = (f"Pen2Sword {ours:.1f} vs Vanilla {base:.1f}" + ("" if change is None else f" ({change:+.1f}%)")
-                + f"; {_runs_text({'Pen2Sword': rows[p2s]['runs'], 'Vanilla': rows[vanilla]['runs']})}")
-    claims.append(_claim(claim, evidence, [test], values, source, vanilla, generated=reads_generations(col.benchmark)))
-    return claims
-
-
-def paper_beats_at_every_step(ours: dict[str, float | None], base: dict[str, float | None]) -> bool | None:
-    """Whether the paper's own numbers have ``ours`` above ``base`` at every step either has (None: no step, or
-    a step with one and not the other)."""
-    steps = [s for s in ours if ours[s] is not None or base.get(s) is not None]
-    if not steps or any(ours[s] is None or base.get(s) is None for s in steps):
-        return None
-    return all(ours[s] > base[s] for s in steps)
-
-
-def table4_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
-    """Per expert: Pen2Sword beats LoRA on HumanEval at every step (a test per checkpoint, each strict). The
-    evidence also says whether the paper's own numbers bear it out for that expert."""
-    values = values or {}
-    scores = [c for c in spec.columns if c.benchmark == "humaneval" and c.metric == "score"]
-    rows = {r["row"]: r for _, r in frame.iterrows()}
-    lora = "Vanilla Model + LoRA"
-
-    def step_name(column) -> str:
-        return column.label.split("step=")[1]
-
-    claims = []
-    for expert in TABLE4_EXPERTS["code"]:
-        name = ROLE_BY_NAME[expert].stands_in_for
-        p2s = f"Vanilla Model + LoRA + Pen2Sword ({name})"
-        paper = {step_name(c): _paper(spec, p2s, c.label) for c in scores}
-        paper_base = {step_name(c): _paper(spec, lora, c.label) for c in scores}
-        paper_text = ("paper: " + {True: "holds", False: "does not hold", None: "n/a"}[
-            paper_beats_at_every_step(paper, paper_base)] + " (" + ", ".join(
-            f"{k} {paper[k]:g} vs {paper_base[k]:g}" for k in paper if paper[k] is not None) + ")")
-        claim = f"Pen2Sword ({name}) beats LoRA at every step on HumanEval"
-        ours = {step_name(c): clean(rows[p2s][c.label]) if p2s in rows else None for c in scores}
-        base = {step_name(c): clean(rows[lora][c.label]) if lora in rows else None for c in scores}
-        steps = [c for c in scores if ours[step_name(c)] is not None]
-        if not steps or any(base[step_name(c)] is None for c in steps):
-            claims.append({"claim": claim, "holds": None, "evidence": f"{MISSING}; {paper_text}"})
-            continue
-        tests = [difference_test(f"{step_name(c)}: Pen2Sword − LoRA",
-                                 compared(values, p2s, lora, "humaneval/score", checkpoint_step(c.checkpoint),
-                                          ("code",)), digits=1, scale=100) for c in steps]
-        runs = _runs_text({"Pen2Sword": rows[p2s]["runs code"], "LoRA": rows[lora]["runs code"]})
-        evidence = (", ".join(f"{step_name(c)} {ours[step_name(c)]:.1f} vs {base[step_name(c)]:.1f}" for c in steps)
-                    + f"; {runs}; {paper_text}")
-        claims.append(_claim(claim, evidence, tests, values, p2s, lora))
-    return claims
-
+# --- costs -------------------------------------------------------------------------------------------
 
 def timing_caveat(shares: dict[str, list[float | None]]) -> str | None:
     """Why the wall times of these rows (row → each run's CPU share) cannot be compared, or None if they can."""
@@ -485,57 +338,11 @@ def minutes_claim(claim: str, values: dict[str, list[dict]], ours: str, base: st
     bound = (1 - COST_MARGIN, 1 + COST_MARGIN) if side == "within" else 1.0
     test = estimate_test(f"{ours} / {base} minutes per step", estimate, side=side, bound=bound)
     evidence = (", ".join(f"{k} {m:.1f}" if m is not None else f"{k} –" for k, m in minutes.items())
-                + f" minutes per 1k steps; {_runs_text({k: len(values[k]) for k in (ours, base)})}")
+                + f" minutes per 1k steps; {runs_text({k: len(values[k]) for k in (ours, base)})}")
     out = {"claim": claim, "holds": None, "evidence": evidence, "tests": [test]}
     if caveat := timing_caveat({k: [v.get("cpu_share") for v in values[k]] for k in (ours, base)}):
         out["undecided_because"] = caveat
     return out
-
-
-def table5_claims(spec: Spec, frame, values: dict[str, list[dict]] | None = None) -> list[dict]:
-    """ROUGE-1 above LoRA's (tested over the validation items at each run's last evaluation); time per step within
-    15% of LoRA's (tested on the step times); memory within 15% of LoRA's and FFT's far above (untested: one
-    peak per run)."""
-    values = values or {}
-    rows = {r["row"]: r for _, r in frame.iterrows()}
-
-    def paper_memory_ratio(row: str) -> float:
-        return _paper(spec, row, "Avg. GPU Memory (GB)") / _paper(spec, lora, "Avg. GPU Memory (GB)")
-
-    def value(row: str, column: str) -> float | None:
-        return clean(rows[row][column]) if row in rows else None
-
-    def runs(*names: str) -> str:
-        return _runs_text({n: rows[n]["runs"] if n in rows else 0 for n in names})
-
-    def memory_caveat_of(*names: str) -> str | None:
-        return memory_caveat({n: [v.get("runs_before_in_process") for v in values.get(n, [])] for n in names})
-
-    lora, fft = "Vanilla Model + LoRA", "Vanilla Model + FFT"
-    # The paper measures GPU memory; a CPU run has none, so its peak RSS stands in (the claim says which).
-    memory = "Avg. GPU Memory (GB)" if value(lora, "Avg. GPU Memory (GB)") is not None else "Peak RSS in training (GB)"
-    claims = []
-    for row, short in (("Vanilla Model + LoRA + Pen2Sword", "Pen2Sword"),
-                       ("Vanilla Model + LoRA + Pen2Sword-F", "Pen2Sword-F")):
-        ours, base = value(row, "ROUGE-1"), value(lora, "ROUGE-1")
-        claim = f"{short} reaches a higher ROUGE-1 than LoRA"
-        if None in (ours, base):
-            claims.append({"claim": claim, "holds": None, "evidence": MISSING})
-        else:
-            test = difference_test(f"{short} − LoRA", compared(values, row, lora, "rouge1", last_evaluation))
-            claims.append(_claim(claim, f"{ours:.4f} vs LoRA {base:.4f}; {runs(row, lora)}", [test], values, row,
-                                 lora))
-        paper_minutes = (f" (paper, Figure 2c: {_paper_minutes('Pen2Sword'):g} vs {_paper_minutes('LoRA'):g})"
-                         if short == "Pen2Sword" else "")  # the paper times Pen2Sword-F nowhere
-        claims.append(minutes_claim(f"{short}'s minutes per 1k steps are within {COST_MARGIN:.0%} of LoRA's"
-                                    f"{paper_minutes}", values, row, lora, side="within"))
-        claims.append(ratio_claim(f"{short}'s {memory} is within 15% of LoRA's (paper: {paper_memory_ratio(row):.2f}x "
-                                  "GPU memory)", value(row, memory), value(lora, memory), "LoRA",
-                                  lambda r: abs(r - 1) <= 0.15, runs(row, lora), memory_caveat_of(row, lora)))
-    claims.append(ratio_claim(f"FFT's {memory} is at least 1.5x LoRA's (paper: {paper_memory_ratio(fft):.1f}x GPU "
-                              "memory)", value(fft, memory), value(lora, memory), "LoRA", lambda r: r >= 1.5,
-                              runs(fft, lora), memory_caveat_of(fft, lora)))
-    return claims
 
 
 # --- figures -----------------------------------------------------------------------------------------
@@ -563,12 +370,12 @@ def faster_claim(values: dict[str, list[dict]], base: str, ours: str, paper: str
     reach = next((s for s in sorted(ours_curve) if ours_curve[s] >= base_curve[best_step]), None)
     evidence = (f"{base}'s best {base_curve[best_step]:.4f} at step {best_step}; {ours} reaches it at "
                 + ("never" if reach is None else f"step {reach}")
-                + f"; {_runs_text({k: len(values.get(k) or []) for k in (base, ours)})}")
+                + f"; {runs_text({k: len(values.get(k) or []) for k in (base, ours)})}")
     estimate = steps_to_reach(curves_by_run(values.get(ours) or [], "rouge1"),
                               curves_by_run(values.get(base) or [], "rouge1"))
     test = estimate_test(f"speed-up of {ours} over {base}", estimate, side="above", bound=1.0, unit="×",
                          missing="no per-item samples")
-    return _claim(claim, evidence, [test], values, base, ours)
+    return tested_claim(claim, evidence, [test], values, base, ours)
 
 
 def higher_claim(values: dict[str, list[dict]], base: str, ours: str, metric: str = "rouge1",
@@ -581,8 +388,8 @@ def higher_claim(values: dict[str, list[dict]], base: str, ours: str, metric: st
         return {"claim": claim, "holds": None, "evidence": MISSING}
     test = difference_test(f"{ours} − {base}", compared(values, ours, base, metric, lambda run: step))
     evidence = (f"step {step}: {ours} {ours_curve[step]:.4f}, {base} {base_curve[step]:.4f}; "
-                + _runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
-    return _claim(claim, evidence, [test], values, ours, base)
+                + runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
+    return tested_claim(claim, evidence, [test], values, ours, base)
 
 
 def lower_bits_claim(values: dict[str, list[dict]], base: str = "LoRA", ours: str = "Pen2Sword") -> dict:
@@ -599,13 +406,13 @@ def lower_bits_claim(values: dict[str, list[dict]], base: str = "LoRA", ours: st
     last, first = max(common), min(common)
     evidence = (f"step {last}: {ours} {ours_curve[last]:.4f}, {base} {base_curve[last]:.4f} (step {first}: "
                 f"{ours_curve[first]:.4f}, {base_curve[first]:.4f}); "
-                + _runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
+                + runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
     comparison = compared(values, ours, base, "eval_bits_per_byte", lambda run: last)
     if comparison is None:  # runs made before the samples kept each reference's bits
         return {"claim": claim, "holds": ours_curve[last] < base_curve[last],
                 "evidence": f"{evidence}; no interval (these runs kept no per-item bits)"}
-    return _claim(claim, evidence, [difference_test(f"{ours} − {base} bits per byte", comparison, side="below")],
-                  values, ours, base, generated=False)
+    test = difference_test(f"{ours} − {base} bits per byte", comparison, side="below")
+    return tested_claim(claim, evidence, [test], values, ours, base, generated=False)
 
 
 def less_degenerate_claim(values: dict[str, list[dict]], base: str = "LoRA", ours: str = "Pen2Sword") -> dict:
@@ -620,7 +427,7 @@ def less_degenerate_claim(values: dict[str, list[dict]], base: str = "LoRA", our
     shares = {k: mean_std([sum(items.values()) / len(items) for items in
                            items_by_run(values[k], "degenerate", lambda run: step).values()])[0] for k in (ours, base)}
     evidence = (f"step {step}: " + ", ".join(f"{k} {v:.0%}" if v is not None else f"{k} –" for k, v in shares.items())
-                + " of generations degenerate; " + _runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
+                + " of generations degenerate; " + runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
     test = difference_test(f"{ours} − {base} share degenerate", compared(values, ours, base, "degenerate",
                                                                          lambda run: step), side="below", digits=2)
     out = {"claim": claim, "holds": None, "evidence": evidence, "tests": [test]}
@@ -640,8 +447,8 @@ def best_of_claim(values: dict[str, list[dict]], labels: dict[str, str], expecte
                                                            lambda run: step))
              for k in labels if k != expected]
     evidence = (f"step {step}: " + ", ".join(f"{k} {c[step]:.4f}" for k, c in curves.items()) + "; "
-                + _runs_text({k: len(values.get(v) or []) for k, v in labels.items()}))
-    return _claim(claim, evidence, tests, values, *labels.values())
+                + runs_text({k: len(values.get(v) or []) for k, v in labels.items()}))
+    return tested_claim(claim, evidence, tests, values, *labels.values())
 
 
 def at_every_checkpoint_claim(values: dict[str, list[dict]], ours: str, base: str, claim: str) -> dict:
@@ -657,64 +464,10 @@ def at_every_checkpoint_claim(values: dict[str, list[dict]], ours: str, base: st
                              compared(values, ours, base, "humaneval/score", lambda run, s=s: s), digits=1, scale=100)
              for s in steps]
     evidence = (", ".join(f"step {s} {ours_curve[s]:.3f} vs {base_curve[s]:.3f}" for s in steps) + "; "
-                + _runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
-    return _claim(claim, evidence, tests, values, ours, base)
+                + runs_text({k: len(values.get(k) or []) for k in (ours, base)}))
+    return tested_claim(claim, evidence, tests, values, ours, base)
 
 
-def curve_claims(spec: Spec, values: dict[str, list[dict]]) -> list[dict]:
-    if spec.name in ("figure2a", "figure2b"):
-        stated = {r["row"]: r["value"] for r in lookup(source=spec.paper_source)}
-        paper = ""
-        if {"LoRA", "Pen2Sword"} <= set(stated):  # the paper: "from 10k to 1k" (code), "from 3k to 2k" (math)
-            paper = (f" (paper: {stated['Pen2Sword']:g} steps instead of LoRA's {stated['LoRA']:g}, "
-                     f"{stated['LoRA'] / stated['Pen2Sword']:.1f}× fewer)")
-        return [faster_claim(values, "LoRA", "Pen2Sword", paper), higher_claim(values, "LoRA", "Pen2Sword"),
-                lower_bits_claim(values), less_degenerate_claim(values)]
-    if spec.name in ("figure3a", "figure3b"):
-        claims = []
-        for base, ours in zip(spec.rows[::2], spec.rows[1::2]):  # each base row followed by its Pen2Sword row
-            claims += [faster_claim(values, base.label, ours.label), higher_claim(values, base.label, ours.label)]
-        return claims
-    if spec.name == "figure4":
-        labels = {"DR 80%": "Pen2Sword, DR 80%", "DR 67%": "Pen2Sword, DR 67%"}  # short name → row
-        return [best_of_claim(values, labels, "DR 80%", "DR 80% reaches a higher ROUGE-1 than DR 67% at the last "
-                                                        "common step (paper: DR 67% degrades significantly)"),
-                higher_claim(values, "LoRA, DR 100% target", "Pen2Sword, DR 100%",
-                             claim="Pen2Sword at DR 100% has the higher ROUGE-1 than LoRA on the same target at the "
-                                   "last common step (paper: performs well without embedding distortion)")]
-    if spec.name == "figure5":
-        labels = {r.label.removeprefix("Pen2Sword "): r.label for r in spec.rows if r.label.startswith("Pen2Sword")}
-        lora = next(r.label for r in spec.rows if r.label.startswith("LoRA"))
-        stated = {r["row"]: r["value"] for r in lookup(source="figure5", column="training steps to matched performance")}
-        paper = (f" (paper: {stated['Pen2Sword']:g} steps to LoRA's level at {stated['LoRA']:g})"
-                 if {"LoRA", "Pen2Sword"} <= set(stated) else "")
-        return [best_of_claim(values, labels, "α=0.5", "α=0.5 has the highest ROUGE-1 of the three α at the last "
-                                                       "common step"),
-                faster_claim(values, lora, labels["α=0.5"], paper)]
-    if spec.name in ("figure7a", "figure7b"):
-        base = spec.rows[1].label  # Weak2Strong or ProxyTuning
-        combined = f"Pen2Sword + {base}"
-        claims = [at_every_checkpoint_claim(values, ours, base, f"{ours} outperforms {base} on HumanEval at every "
-                                                                "checkpoint")
-                  for ours in ("Pen2Sword", combined)]
-        if spec.name == "figure7a":  # A.5.1: "Pen2Sword alone consistently outperforms ... the combined approach"
-            claims.append(at_every_checkpoint_claim(values, "Pen2Sword", combined, f"Pen2Sword alone outperforms "
-                                                                                   f"{combined} at every checkpoint"))
-        return claims
-    return []  # Figure 6: ROUGE-2, ROUGE-L and eval loss are shown, the paper draws no claim from them
-
-
-def _paper_minutes(name: str) -> float:
+def paper_minutes(name: str) -> float:
     """The paper's minutes per 1k training steps (Figure 2c's text) of LoRA, Weak2Strong, ProxyTuning or Pen2Sword."""
     return lookup(source="figure2c", row=name, column="time per 1k training steps")[0]["value"]
-
-
-def cost_claims(values: dict[str, list[dict]]) -> list[dict]:
-    """Figure 2c: Pen2Sword costs what LoRA costs per 1k steps (within 15%); Weak2Strong and ProxyTuning cost more
-    (their labelling included, also when it came from a cache another run made)."""
-    lora = _paper_minutes("LoRA")
-    return [minutes_claim(f"Pen2Sword costs about what LoRA costs per 1k steps (paper: {_paper_minutes('Pen2Sword'):g}"
-                          f" vs {lora:g} minutes; within {COST_MARGIN:.0%})", values, "Pen2Sword", "LoRA",
-                          side="within"),
-            *(minutes_claim(f"{name} costs more than LoRA per 1k steps (paper: {_paper_minutes(name) / lora:.1f}x)",
-                            values, name, "LoRA", side="above") for name in ("Weak2Strong", "ProxyTuning"))]

@@ -1,5 +1,7 @@
 """``harness report`` (render every table and figure that runs exist for) and ``harness reproduce``
-(plan the runs a table or figure needs, run the missing ones, then render)."""
+(plan the runs a table or figure needs, run the missing ones, then render). Both know no table by name:
+each is a :class:`reports.registry.Table` (``reports/tables/``), planned from its spec and drawn by its own
+renderer; this module assembles ``report.md`` and ``claims.json`` from what the renderers return."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.registry import register_commands
+
 if TYPE_CHECKING:
     from harness.runstore import RunDir
     from reports.collect import Found
+    from reports.registry import Table
 
 # Rough wall minutes of one default run per scale, for --dry-run estimates before any run exists here.
 DEFAULT_RUN_MINUTES = {"nano": 0.5, "micro": 16.0}
@@ -21,7 +26,8 @@ DEFAULT_RUN_MINUTES = {"nano": 0.5, "micro": 16.0}
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("report", help="rebuild the paper's tables and figures from run directories")
-    p.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
+    p.add_argument("--results-dir", help="results root to read (default ./results or $HARNESS_RESULTS); it must "
+                                         "exist (an empty one renders every run as missing)")
     p.add_argument("--out", default="report", help="output directory (default ./report)")
     p.add_argument("--scale", default="micro", choices=["nano", "micro", "paper"])
     p.add_argument("--seeds", default=None,
@@ -41,67 +47,62 @@ def add_parsers(sub) -> None:
     p.add_argument("--seeds", type=int, default=None,
                    help="how many seeds (0..K-1) every table gets (default: each table's own, the paper's count: "
                         "three for Table 4 and Figure 7, one for the others)")
-    p.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
-    p.add_argument("--out", default="report")
+    p.add_argument("--results-dir", help="results root (default ./results or $HARNESS_RESULTS)")
+    p.add_argument("--out", default="report", help="output directory (default ./report)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate of its time; run nothing")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_reproduce)
 
 
-def _specs(names: list[str]):
-    from reports.spec import resolve_names
+def _tables(names: list[str]) -> list[Table]:
+    """The tables ``names`` call for (``table2``, ``figure2``, ``all``, ...); an unknown name is a RegistryError."""
+    import reports.tables  # noqa: F401  # the paper's own tables (also found through the harness.tables entry point)
+    from reports.registry import resolve_names
 
     return resolve_names(names)
 
 
 def _needs(specs, scale: str, seeds: tuple[int, ...] | None, overrides: tuple[str, ...]):
     """Spec name → its needed runs; ``seeds`` None: each spec's own (the paper's count, :meth:`Spec.seed_list`)."""
-    from harness.catalog import load_builtins
-
     from reports.spec import needed_runs
-
-    load_builtins()  # the specs name registered methods
 
     return {spec.name: needed_runs(spec, scale=scale, seeds=spec.seed_list() if seeds is None else seeds,
                                    overrides=overrides) for spec in specs}
 
 
-def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple[str, ...]) -> Path:
-    """Render every spec; write report.md (ours beside the paper, claims, missing runs)."""
+def render_all(tables: list[Table], needs, *, results, out: Path, scale: str, overrides: tuple[str, ...]) -> Path:
+    """Render every table with its own renderer; write report.md (ours beside the paper, claims, missing runs) and
+    claims.json."""
     from harness.io import atomic_write_json
     from harness.provenance import hardware
 
     from reports.collect import find
     from reports.claims import CLAIMS_HOW_TO_READ, finalize, verdict_text
-    from reports.render import render_dpf, render_figure, render_paper_only, render_table
+    from reports.registry import Context
     from reports.spec import differences
 
+    context = Context(out=out, results=results, scale=scale)
     sections, all_claims, missing, other_missing = [], [], [], []
     precisions: set[str] = set()
     every_run: dict[Path, RunDir] = {}  # the runs behind the whole report, each once
-    for spec in specs:
-        if spec.kind in ("dpf", "paper-only"):
-            rendered = render_dpf(spec, results, scale, out) if spec.kind == "dpf" else render_paper_only(spec, out)
-            sections.append(f"## {spec.title}\n\n{rendered.markdown}\n\n{spec.note}\n")
-            all_claims += [{**c, "source": spec.name} for c in rendered.claims]
-            if spec.kind == "paper-only":
-                other_missing.append(f"- not runnable here: {spec.note} ({spec.name})")
-            elif not rendered.files:
-                other_missing.append(f"- `harness dpf --suite {spec.suites[0]} --scale {scale}` ({spec.name})")
-            continue
-        found = find(needs[spec.name], results)
+    for table in tables:
+        spec = table.spec
+        found = find(needs[spec.name], results) if needs[spec.name] else []
         for f in found:
             if f.run is not None:
                 precisions.add(str(json.loads(f.run.config_path.read_text())["training"]["precision"]))
-        rendered = (render_table if spec.kind in ("table", "steps") else render_figure)(spec, found, out)
+        rendered = table.render(table, found, context)
         figure = "".join(f"\n![{spec.name}]({p.name})\n" for p in rendered.files if p.suffix == ".png")
         runs = {f.run.path: f.run for f in found if f.run is not None}
         every_run.update(runs)
-        sections.append(f"## {spec.title}\n\n{rendered.markdown}\n{figure}\n{spec.note}\n\n"
-                        f"Behind it: {compute_text(runs.values())}.\n")
+        # A table with rows is made of runs (say what they cost); one without (Table 3, 6) is not.
+        behind = f"\n\nBehind it: {compute_text(runs.values())}." if spec.rows else ""
+        sections.append(f"## {spec.title}\n\n{rendered.markdown}\n{figure}\n{spec.note}{behind}\n")
         all_claims += [{**c, "source": spec.name} for c in rendered.claims]
         missing += rendered.missing
+        other_missing += rendered.todo
     hw = hardware()
+    seeds_used = {name: len({n.seed for n in spec_needs}) for name, spec_needs in needs.items()}
     head = [f"# Pen2Sword reproduction report ({scale} scale)", "",
             f"- generated {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({hw.get('cpu', 'cpu ?')}, "
             f"{', '.join(g['name'] for g in hw['gpus']) if hw.get('gpus') else 'no GPU'})",
@@ -113,9 +114,7 @@ def render_all(specs, needs, *, results, out: Path, scale: str, overrides: tuple
             f"- compute behind this report: {compute_text(every_run.values())}",
             "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference",
             "- differences from the paper at this scale (the runs' settings, models and protocol):",
-            *[f"  - {d}" for d in differences(specs, scale, {name: len({n.seed for n in spec_needs})
-                                                              for name, spec_needs in needs.items()}, overrides)
-              or ["none"]],
+            *[f"  - {d}" for d in differences([t.spec for t in tables], scale, seeds_used, overrides) or ["none"]],
             ""]
     # Every test of every claim is one family: Holm's correction over all of them decides the verdicts.
     all_claims = finalize(all_claims)
@@ -223,14 +222,32 @@ def read_seed(run) -> int | None:
         return None
 
 
+def _results_root(results: str | None) -> Path:
+    """The results root a report reads: it must exist (a mistyped path is an error, not an empty report); one
+    without runs renders every needed run as missing, with the command that makes it."""
+    from harness.config import ConfigError
+    from harness.paths import results_dir
+    from harness.runstore import find_runs
+
+    root = Path(results) if results else results_dir()
+    if not root.is_dir():
+        raise ConfigError(f"results directory {str(root)!r} does not exist: make runs there first (`harness run`, "
+                          "`harness reproduce`), or give the results root that holds them with --results-dir")
+    if not find_runs(root):
+        print(f"harness: note: no runs under {root}: the report lists every run it needs as missing", file=sys.stderr)
+    return root
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    specs = _specs(args.only.split(","))
+    tables = _tables(args.only.split(","))
+    results = _results_root(args.results_dir)
+    specs = [table.spec for table in tables]
     seeds = None if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
     overrides = tuple(args.overrides)
     needs = _needs(specs, args.scale, seeds, overrides)
     if seeds is None:
-        needs = _with_seeds_found(specs, needs, args.scale, overrides, args.results)
-    path = render_all(specs, needs, results=args.results, out=Path(args.out), scale=args.scale, overrides=overrides)
+        needs = _with_seeds_found(specs, needs, args.scale, overrides, results)
+    path = render_all(tables, needs, results=results, out=Path(args.out), scale=args.scale, overrides=overrides)
     print(f"report written to {path}")
     return 0
 
@@ -242,7 +259,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from reports.spec import differences
 
     name = "all" if args.all else (f"table{args.table}" if args.table else f"figure{args.figure}")
-    specs = _specs([name])
+    tables = _tables([name])
+    specs = [table.spec for table in tables]
     seeds = None if args.seeds is None else tuple(range(args.seeds))
     overrides = tuple(args.overrides)
     needs = _needs(specs, args.scale, seeds, overrides)
@@ -250,11 +268,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for spec_needs in needs.values():
         for need in spec_needs:
             unique.setdefault(need.run_id, need)
-    found = {f.need.run_id: f for f in find(list(unique.values()), args.results)}
+    found = {f.need.run_id: f for f in find(list(unique.values()), args.results_dir)}
     absent = [n for rid, n in unique.items() if found[rid].run is None]
     todo = [n for n in absent if n.not_runnable is None]
     blocked = [n for n in absent if n.not_runnable is not None]
-    estimate = plan_minutes(todo, args.scale, args.results)
+    estimate = plan_minutes(todo, args.scale, args.results_dir)
     print(f"{name} at {args.scale}: {len(unique)} runs needed, {len(unique) - len(absent)} completed, "
           f"{len(todo)} to run ({estimate}), {len(blocked)} not runnable here")
     for need in todo:  # ProxyTuning's lines name the anti-expert each expert gets (its untuned base by default)
@@ -264,7 +282,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         note = "; ".join(filter(None, (need.not_runnable, need.models_note())))
         print(f"  not runnable here: {need.command(args.scale, overrides)}   [{note}]")
     for spec in specs:
-        if spec.kind == "paper-only":
+        if not spec.rows:  # made of no runs (Table 3: `harness dpf`; Table 6: the paper's numbers only)
             print(f"  {spec.name}: {spec.note}")
     seeds_used = {spec_name: len({n.seed for n in spec_needs}) for spec_name, spec_needs in needs.items()}
     print("seeds per cell (each table's own unless --seeds): "
@@ -279,12 +297,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     failed = []
     for need in tqdm(todo, desc=f"reproduce {name}", unit="run", file=sys.stderr):
         # Each run in a process of its own (fresh memory, its own threads); an interrupted one resumes.
-        if run_in_subprocess(need.config, args.results) != 0:
+        if run_in_subprocess(need.config, args.results_dir) != 0:
             failed.append(need)
-    path = render_all(specs, needs, results=args.results, out=Path(args.out), scale=args.scale, overrides=overrides)
+    path = render_all(tables, needs, results=args.results_dir, out=Path(args.out), scale=args.scale,
+                      overrides=overrides)
     print(f"report written to {path}")
     if failed:
         print(f"{len(failed)} of {len(todo)} runs failed (their run directories hold the error; `harness runs` "
               "lists them): " + "; ".join(need.command(args.scale, overrides) for need in failed), file=sys.stderr)
         return 1
     return 0
+
+
+register_commands("reports", add_parsers)

@@ -274,11 +274,11 @@ def _item_values(run_path: str, path: str, metric: str, _versions: tuple) -> dic
 
 def _id_field(benchmark: str) -> str:
     """The row field naming an item of ``benchmark`` (its kind's ``id_field``: "task_id" for HumanEval)."""
-    from benchmarks.registry import BENCHMARKS
+    from harness.registry import BENCHMARK_KINDS, BENCHMARKS
 
     try:
-        return BENCHMARKS.get(benchmark).kind_impl.id_field
-    except KeyError:  # a benchmark no longer registered: its rows still name items by one of these
+        return BENCHMARK_KINDS.get(BENCHMARKS.get(benchmark).kind).id_field
+    except KeyError:  # a benchmark no longer registered (RegistryError): its rows still name items by "id"
         return "id"
 
 

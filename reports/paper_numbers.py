@@ -60,3 +60,10 @@ def lookup(
         and (column is None or e.get("column") == column)
         and (step is None or e.get("step") == step)
     ]
+
+
+def paper_value(source: str | None, row: str, column: str) -> float | None:
+    """The paper's number in ``source`` (a table's or figure's ``paper_source``) at ``row`` and ``column``;
+    None where the paper prints none (or ``source`` is None)."""
+    hits = lookup(source=source, row=row, column=column) if source else []
+    return hits[0]["value"] if hits else None

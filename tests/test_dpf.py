@@ -159,10 +159,10 @@ def test_offline_dpf_ranks_the_candidates_and_selects_for_pen2sword(nano_zoo, ca
     assert len(reference.selected) == 2 and all(0 <= r["total"] <= 20 for r in reference.rows)
     results = tmp_path / "results"
     assert main(["dpf", "--suite", "code", "--scale", "nano", "--judge", "loss", "--n", "4", "--json",
-                 "--results", str(results)]) == 0
+                 "--results-dir", str(results)]) == 0
     assert json.loads(capsys.readouterr().out)["selected"] == ranking.selected  # the cached ranking
     # Table 3 is rendered from the written ranking, the paper's scores beside ours.
-    assert main(["report", "--only", "table3", "--scale", "nano", "--results", str(results),
+    assert main(["report", "--only", "table3", "--scale", "nano", "--results-dir", str(results),
                  "--out", str(tmp_path / "report")]) == 0
     table = (tmp_path / "report" / "report.md").read_text()
     assert "judge loss, 4 questions" in table and "| code-expert | CodeLlama-7B |" in table

@@ -10,15 +10,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.catalog import load_builtins
 from harness.config import resolve_config
 from harness.method import method_overrides
 from harness.models import MODELS
 from harness.zoo.recipe import MICRO, NANO, ROLE_BY_NAME
+import reports.tables  # noqa: F401  # registers the paper's tables
 from reports.collect import Found
-from reports.spec import SPECS, Row, differences, needed_runs
+from reports.registry import specs
+from reports.spec import Row, differences, needed_runs
 
-load_builtins()
+SPECS = specs()
 
 # --- what the paper's text says (Section 5.1, A.2, A.5, the captions of Tables 1-5 and Figures 2-7) ------------
 
@@ -96,7 +97,7 @@ def _expected() -> dict[tuple[str, str], dict]:
 
 
 EXPECTED = _expected()
-PLANNED = [s for s in SPECS.values() if s.kind not in ("dpf", "paper-only")]
+PLANNED = [s for s in SPECS.values() if s.rows]  # Table 3 (DPF's ranking) and Table 6 (the paper's numbers) have none
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ def test_every_row_at_paper_scale_trains_the_papers_models(no_hub):
             if experts == DEFAULT:
                 assert expert == SUITE_EXPERT[need.config.suite], (spec.name, need.label)
             elif experts == RANDOM:
-                assert expert != CODE and expert in need.config.model.candidates, (spec.name, need.label)
+                assert expert != CODE and expert in need.config.pen2sword.candidates, (spec.name, need.label)
             else:
                 assert expert in experts, (spec.name, need.label, expert)
             assert _hidden(expert, "paper") / MODELS.get(target).hidden_size == pytest.approx(expected["ratio"])
@@ -270,14 +271,14 @@ def _fake_found(monkeypatch, spec, scores: dict[str, dict[str, tuple[float, floa
 def test_table1_cells_are_the_best_expert_and_name_it(monkeypatch):
     import pandas as pd
 
-    from reports.render import _values, table_frame, table_markdown
+    from reports.render import row_values, table_frame, table_markdown
 
     spec = SPECS["table1"]
     scores = {"Llama2-7B-Chat": {"humaneval": (0.20, 1.0), "mmlu-physics": (0.50, 0.9)},
               "CodeLlama-7B": {"humaneval": (0.30, 2.0), "mmlu-physics": (0.40, 0.8)},
               "Vicuna-7B-v1.3": {"humaneval": (0.10, 0.5), "mmlu-physics": (0.60, 1.2)}}
     found = _fake_found(monkeypatch, spec, scores)
-    values = _values(found)
+    values = row_values(found)
     p2s = "Vanilla Model + LoRA + Pen2Sword"
     # The row holds every expert's runs (3 experts x 2 suites), each sub-row its own expert's.
     assert len(values[p2s]) == 6 and all(len(values[f"{p2s} ({n})"]) == 2 for n in scores)
@@ -303,10 +304,10 @@ def test_table1_cells_are_the_best_expert_and_name_it(monkeypatch):
 
 
 def test_figure7_rows_average_over_their_three_experts(monkeypatch):
-    from reports.render import _values
+    from reports.render import row_values
 
     spec = SPECS["figure7b"]
-    values = _values(_fake_found(monkeypatch, spec, {}))
+    values = row_values(_fake_found(monkeypatch, spec, {}))
     assert {label: len(runs) for label, runs in values.items() if not label.endswith(")")} == {
         "Pen2Sword": 3, "ProxyTuning": 3, "Pen2Sword + ProxyTuning": 3}  # nano, one seed: three experts
     assert len(values["ProxyTuning (CodeLlama-7B-Instruct)"]) == 1
@@ -327,11 +328,11 @@ def test_each_table_gets_the_papers_seed_count_by_default(tmp_path, capsys):
     assert parser.parse_args(["report"]).seeds is None
     assert parser.parse_args(["reproduce", "--table", "4"]).seeds is None
 
-    assert main(["reproduce", "--figure", "7a", "--scale", "nano", "--results", str(tmp_path), "--dry-run"]) == 0
+    assert main(["reproduce", "--figure", "7a", "--scale", "nano", "--results-dir", str(tmp_path), "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert "figure7a at nano: 27 runs needed" in plan and "figure7a 3" in plan
     assert "the paper averaged" not in plan
-    assert main(["reproduce", "--figure", "7a", "--scale", "nano", "--results", str(tmp_path), "--dry-run",
+    assert main(["reproduce", "--figure", "7a", "--scale", "nano", "--results-dir", str(tmp_path), "--dry-run",
                  "--seeds", "1"]) == 0
     plan = capsys.readouterr().out
     assert "9 runs needed" in plan and "  - figure7a: 1 seed per cell, the paper averaged 3 runs" in plan
@@ -355,14 +356,15 @@ def test_differences_from_the_paper_are_listed_in_the_plan_and_the_report(tmp_pa
     assert any("data.source offline (paper hub)" in d for d in differences(everything, "paper",
                                                                            overrides=("data.source=offline",)))
 
-    assert main(["reproduce", "--figure", "4", "--scale", "paper", "--results", str(tmp_path), "--dry-run"]) == 0
+    assert main(["reproduce", "--figure", "4", "--scale", "paper", "--results-dir", str(tmp_path), "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert "differences from the paper at paper:\n  - Figure 4's DR 67% target" in plan
     assert "model.target=dr67-target model.expert=dr67-expert   [missing; target=dr67-target (llama-3.2-3b), " \
            "expert=dr67-expert (llama-3.2-1b-instruct)]" in plan
 
     out = tmp_path / "report"
-    assert main(["report", "--only", "table2", "--scale", "nano", "--results", str(tmp_path), "--out", str(out)]) == 0
+    assert main(["report", "--only", "table2", "--scale", "nano", "--results-dir", str(tmp_path),
+                 "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
     head = report.split("## ")[0]  # everything before the first section
     assert "- differences from the paper at this scale" in head

@@ -18,11 +18,11 @@ QUICK = ["training.max_steps=4", "training.eval_every=2", "training.checkpoint_s
 
 def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path, capsys):
     results, out = tmp_path / "results", tmp_path / "report"
-    assert main(["reproduce", "--table", "2", "--scale", "nano", "--results", str(results), "--out", str(out),
+    assert main(["reproduce", "--table", "2", "--scale", "nano", "--results-dir", str(results), "--out", str(out),
                  "--dry-run", *QUICK]) == 0
     plan = capsys.readouterr().out
     assert "5 runs needed, 0 completed, 5 to run" in plan and "--method pen2sword-no-fusion" in plan
-    assert main(["reproduce", "--table", "2", "--scale", "nano", "--results", str(results), "--out", str(out),
+    assert main(["reproduce", "--table", "2", "--scale", "nano", "--results-dir", str(results), "--out", str(out),
                  *QUICK]) == 0
     runs = find_runs(results)
     assert len(runs) == 5 and all(r.is_completed() for r in runs)
@@ -30,7 +30,8 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     pids = {run.status()["pid"] for run in runs}
     assert len(pids) == 5 and os.getpid() not in pids
     capsys.readouterr()
-    assert main(["reproduce", "--table", "2", "--scale", "nano", "--results", str(results), "--dry-run", *QUICK]) == 0
+    assert main(["reproduce", "--table", "2", "--scale", "nano", "--results-dir", str(results), "--dry-run",
+                 *QUICK]) == 0
     assert "5 completed, 0 to run" in capsys.readouterr().out  # completed runs are skipped
 
     # The table's cells are the runs' own last-evaluation ROUGE values, the paper's beside them.
@@ -59,7 +60,7 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     assert_no_claim_holds_on_noise(claims)
 
     # Everything else renders too, with what is missing listed as exact commands.
-    assert main(["report", "--scale", "nano", "--results", str(results), "--out", str(out), *QUICK]) == 0
+    assert main(["report", "--scale", "nano", "--results-dir", str(results), "--out", str(out), *QUICK]) == 0
     report = (out / "report.md").read_text()
     for name in ("table2", "table5", "figure2a", "figure2b", "figure2c"):
         assert name in report
@@ -79,8 +80,8 @@ def test_reproduce_table2_then_report_every_table_and_figure(nano_zoo, tmp_path,
     # A second seed of one row: the report averages it in by default (Table 2's own count is one seed), and lists
     # no other seed-1 run as missing.
     assert main(["run", "--method", "pen2sword", "--suite", "code", "--scale", "nano", "--seed", "1",
-                 "--results", str(results), "--no-progress", *QUICK]) == 0
-    assert main(["report", "--only", "table2", "--scale", "nano", "--results", str(results), "--out", str(out),
+                 "--results-dir", str(results), "--no-progress", *QUICK]) == 0
+    assert main(["report", "--only", "table2", "--scale", "nano", "--results-dir", str(results), "--out", str(out),
                  *QUICK]) == 0
     report = (out / "report.md").read_text()
     assert "runs: Pen2Sword 2, w/o DPF Selection 1" in report and "--seed 1" not in report
@@ -106,7 +107,7 @@ def test_table1_from_runs_on_both_suites(nano_zoo, tmp_path, capsys):
     quick = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]", "data.n_validation=4",
              "eval.benchmark_limit=2", "eval.benchmark_max_new_tokens=8", "eval.max_new_tokens=8",
              "pseudo_labels.max_new_tokens=4"]
-    assert main(["reproduce", "--table", "1", "--scale", "nano", "--results", str(results), "--out", str(out),
+    assert main(["reproduce", "--table", "1", "--scale", "nano", "--results-dir", str(results), "--out", str(out),
                  *quick]) == 0
     # Vanilla, Instruction-tuned and LoRA on the code and math suites; Weak2Strong, ProxyTuning and Pen2Sword with
     # each of DPF's top three experts (A.2) on both: 6 + 18.

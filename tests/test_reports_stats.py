@@ -11,14 +11,25 @@ import pytest
 
 from harness.cli import main
 from harness.runstore import RunDir
+import reports.tables  # noqa: F401  # registers the paper's tables
 from reports.collect import item_values, run_values
-from reports.claims import CLAIMS_HOW_TO_READ, curve_claims, finalize, table1_claims
+from reports.claims import CLAIMS_HOW_TO_READ, finalize
+from reports.registry import TABLES, specs
 from reports.render import table_frame
-from reports.spec import SPECS, needed_runs
+from reports.spec import needed_runs
+
+SPECS = specs()
 
 # Two checkpoints (1, 2), four validation items, benchmarks on two items each.
 TINY = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[1,2]", "data.n_validation=4",
         "eval.benchmark_limit=2", "eval.benchmark_max_new_tokens=8", "eval.max_new_tokens=8"]
+
+
+def claims_of(name: str, *args) -> list[dict]:
+    """The claims the registered table ``name`` builds (``claims(spec, frame, values)`` for a table,
+    ``claims(spec, values)`` for a figure)."""
+    table = TABLES.get(name)
+    return table.claims(table.spec, *args)
 
 
 # --- per-item values ------------------------------------------------------------------------------
@@ -72,8 +83,8 @@ def test_claims_without_samples_say_so():
     def run(curve: list[tuple[int, float]], metric: str = "rouge1", checkpoints: tuple[int, ...] = ()) -> dict:
         return {"curves": {metric: curve}, "checkpoint_steps": list(checkpoints)}  # an old run: no run_dir
 
-    faster, higher, bits, degenerate = finalize(curve_claims(SPECS["figure2a"], {"LoRA": [run([(0, 0.1), (2, 0.3)])],
-                                                                     "Pen2Sword": [run([(0, 0.1), (2, 0.4)])]}))
+    faster, higher, bits, degenerate = finalize(claims_of("figure2a", {"LoRA": [run([(0, 0.1), (2, 0.3)])],
+                                                                       "Pen2Sword": [run([(0, 0.1), (2, 0.4)])]}))
     assert bits["holds"] is None  # these runs logged no eval bits per byte
     # Means alone decide nothing: without the items there is no interval, so no verdict.
     assert higher["holds"] is None and higher["evidence"].endswith("; Pen2Sword − LoRA: no per-item samples")
@@ -81,7 +92,7 @@ def test_claims_without_samples_say_so():
     humaneval = {"Pen2Sword": [run([(1, 0.2)], "humaneval", (1,))], "Weak2Strong": [run([(1, 0.1)], "humaneval", (1,))],
                  "Pen2Sword + Weak2Strong": [run([(1, 0.3)], "humaneval", (1,))]}
     assert all(c["evidence"].endswith(": no per-item samples") and c["holds"] is None
-               for c in finalize(curve_claims(SPECS["figure7a"], humaneval)))
+               for c in finalize(claims_of("figure7a", humaneval)))
     assert "95% interval" in CLAIMS_HOW_TO_READ and "within noise" in CLAIMS_HOW_TO_READ
 
 
@@ -90,14 +101,13 @@ def test_claims_without_samples_say_so():
 @pytest.fixture(scope="module")
 def lora_and_pen2sword(nano_zoo, tmp_path_factory):
     """Figure 2a's two code runs (LoRA, Pen2Sword), tiny, with benchmarks at both checkpoints."""
-    from harness.catalog import load_builtins
+    from harness.engine.plan import plan_run
     from harness.engine.run import execute
 
-    load_builtins()
     results = tmp_path_factory.mktemp("stats") / "results"
     needs = needed_runs(SPECS["figure2a"], scale="nano", overrides=tuple(TINY))
     assert [n.row.label for n in needs] == ["LoRA", "Pen2Sword"]
-    runs = {n.row.label: execute(n.config, results_root=results, progress=False) for n in needs}
+    runs = {n.row.label: execute(plan_run(n.config, results), progress=False) for n in needs}
     return results, runs
 
 
@@ -131,18 +141,21 @@ def test_per_item_values_average_to_the_logged_metrics(lora_and_pen2sword):
 def test_report_evidence_pairs_the_items(lora_and_pen2sword, tmp_path):
     results, runs = lora_and_pen2sword
     out = tmp_path / "report"
-    assert main(["report", "--only", "figure2a,table4", "--scale", "nano", "--results", str(results),
+    assert main(["report", "--only", "figure2a,table4", "--scale", "nano", "--results-dir", str(results),
                  "--out", str(out), *TINY]) == 0
     report = (out / "report.md").read_text()
     higher = next(line for line in report.splitlines() if "has the higher ROUGE-1 than LoRA" in line)
     assert "; Pen2Sword − LoRA: " in higher and " over 4 items, p " in higher and "(Holm " in higher
-    # One training run per row: the verdict is provisional, and with 4 items it cannot be decided.
-    assert "| undecided (within noise) (provisional: 1 training run per row) |" in higher
+    # One training run per row: the verdict is provisional, and with 4 items it cannot be decided (within noise, or
+    # void where the nano runs' generations are degenerate).
+    assert "| undecided (" in higher and " (provisional: 1 training run per row) |" in higher
     # Table 4: Pen2Sword (its CodeLlama-7B stand-in is the code suite's expert) against LoRA at both checkpoints.
     table4 = next(line for line in report.splitlines() if "Pen2Sword (CodeLlama-7B) beats LoRA" in line)
     assert "1k: Pen2Sword − LoRA: " in table4 and "2k: Pen2Sword − LoRA: " in table4
     claims = json.loads((out / "claims.json").read_text())
-    assert all(c["holds"] is None for c in claims if c["tests"])  # 2 and 4 items decide nothing
+    # 2 and 4 items decide nothing read from generations or pass/fail; the continuous bits-per-byte check (its
+    # per-item differences can be consistent enough on 4 items) may be decided.
+    assert all(c["holds"] is None for c in claims if c["tests"] and "bits per byte" not in c["claim"])
     assert all(t["p"] is None or 0 <= t["p_holm"] <= 1 for c in claims for t in c["tests"])
 
     values = {label: [run_values(run)] for label, run in runs.items()}
@@ -153,13 +166,13 @@ def test_report_evidence_pairs_the_items(lora_and_pen2sword, tmp_path):
     frame[column] = [10.0, 20.0, 30.0, 5.0, 5.0, 40.0]  # rows: VM, Instruction-tuned, LoRA, W2S, ProxyTuning, P2S
     frame[f"{column} (bits/byte)"] = [1.0] * 6
     frame["runs"], frame["runs code"], frame["runs math"] = 1, 1, 0
-    claims = finalize(table1_claims(spec, frame, {"Vanilla Model + LoRA": values["LoRA"],
+    claims = finalize(claims_of("table1", frame, {"Vanilla Model + LoRA": values["LoRA"],
                                                   "Vanilla Model + LoRA + Pen2Sword": values["Pen2Sword"]}))
     humaneval = next(c for c in claims if column in c["claim"])
     assert humaneval["holds"] is None  # 2 items: whatever the means say, nothing is decided
     assert "; Pen2Sword − VM + LoRA: " in humaneval["evidence"] and " over 2 items" in humaneval["evidence"]
     assert "; bits/byte of the reference Δ " in humaneval["evidence"]  # a continuous value: items differ
     # Figure 7: per checkpoint, Pen2Sword against the other method (LoRA's run stands in for it here).
-    alone, combined, _ = finalize(curve_claims(SPECS["figure7a"], {
+    alone, combined, _ = finalize(claims_of("figure7a", {
         "Pen2Sword": values["Pen2Sword"], "Weak2Strong": values["LoRA"], "Pen2Sword + Weak2Strong": values["Pen2Sword"]}))
     assert "step 1: Pen2Sword − Weak2Strong: " in alone["evidence"] and "step 2: " in alone["evidence"]

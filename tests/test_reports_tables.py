@@ -10,15 +10,27 @@ import pytest
 
 from harness.cli import main
 from harness.runstore import find_runs
-from reports.claims import curve_claims, finalize, paper_beats_at_every_step, table4_claims, table5_claims
+import reports.tables  # noqa: F401  # registers the paper's tables
+from reports.claims import finalize
+from reports.registry import TABLES, specs
 from reports.render import table_frame
-from reports.spec import SPECS, needed_runs
+from reports.spec import needed_runs
+from reports.tables.table4 import paper_beats_at_every_step
+
+SPECS = specs()
 
 pytestmark = pytest.mark.usefixtures("data_cache")
 # Two checkpoints (1, 2) stand for the paper's 1k and 2k; benchmarks on two items each.
 TINY = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[1,2]", "data.n_validation=4",
         "eval.benchmark_limit=2", "eval.benchmark_max_new_tokens=8", "eval.max_new_tokens=8"]
 STEP = "HumanEval (\\uparrow) / step="
+
+
+def claims_of(name: str, *args) -> list[dict]:
+    """The claims the registered table ``name`` builds (``claims(spec, frame[, values])`` for a table,
+    ``claims(spec, values)`` for a figure)."""
+    table = TABLES.get(name)
+    return table.claims(table.spec, *args)
 
 
 def _qlora_runs_here() -> bool:
@@ -33,19 +45,18 @@ def _qlora_runs_here() -> bool:
 
 @pytest.mark.slow  # three nano runs with benchmarks at two checkpoints: about a minute
 def test_table4_cells_are_the_runs_scores_at_each_checkpoint(nano_zoo, tmp_path):
-    from harness.catalog import load_builtins
+    from harness.engine.plan import plan_run
     from harness.engine.run import execute
     from reports.collect import run_values
 
-    load_builtins()
     results, out = tmp_path / "results", tmp_path / "report"
     wanted = ("Vanilla Model", "Vanilla Model + LoRA", "Vanilla Model + LoRA + Pen2Sword (CodeLlama-7B)")
     chosen = [n for n in needed_runs(SPECS["table4"], scale="nano", overrides=tuple(TINY))
               if n.row.label in wanted and n.config.suite == "code"]
     assert [n.row.label for n in chosen] == list(wanted)
     for need in chosen:
-        execute(need.config, results_root=results, progress=False)
-    assert main(["report", "--only", "table4", "--scale", "nano", "--results", str(results), "--out", str(out),
+        execute(plan_run(need.config, results), progress=False)
+    assert main(["report", "--only", "table4", "--scale", "nano", "--results-dir", str(results), "--out", str(out),
                  *TINY]) == 0
 
     rows = {r["row"]: r for r in csv.DictReader((out / "table4.csv").open())}
@@ -79,7 +90,7 @@ def test_table4_cells_are_the_runs_scores_at_each_checkpoint(nano_zoo, tmp_path)
 
 def test_figure3_and_table6_in_the_plan_and_the_report_without_runs(tmp_path, capsys):
     results, out = tmp_path / "results", tmp_path / "report"
-    assert main(["reproduce", "--figure", "3", "--scale", "nano", "--results", str(results), "--out", str(out),
+    assert main(["reproduce", "--figure", "3", "--scale", "nano", "--results-dir", str(results), "--out", str(out),
                  "--dry-run"]) == 0
     plan = capsys.readouterr().out
     qlora_here = _qlora_runs_here()
@@ -89,11 +100,20 @@ def test_figure3_and_table6_in_the_plan_and_the_report_without_runs(tmp_path, ca
     assert ("not runnable here: harness run --method qlora" in plan) != qlora_here
     assert ("not runnable here: harness run --method pen2sword --suite code --scale nano --seed 0 "
             "model.target=vicuna-13b-v1.5 model.expert=vicuna-7b-v1.5   [needs scale paper") in plan
-    assert main(["reproduce", "--table", "6", "--scale", "micro", "--results", str(results), "--dry-run"]) == 0
-    assert "0 runs needed" in capsys.readouterr().out
+    assert main(["reproduce", "--table", "6", "--scale", "micro", "--results-dir", str(results), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "0 runs needed" in plan and "  table6: no runs possible yet: needs an LLM-judge benchmark" in plan
 
-    assert main(["report", "--only", "table6,figure3", "--scale", "nano", "--results", str(results),
+    # A results root that does not exist is an error (exit 2), not an empty report; an existing one without runs
+    # renders every run as missing.
+    assert main(["report", "--only", "table6,figure3", "--scale", "nano", "--results-dir", str(results),
+                 "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"results directory {str(results)!r} does not exist" in error and not (out / "report.md").exists()
+    results.mkdir()
+    assert main(["report", "--only", "table6,figure3", "--scale", "nano", "--results-dir", str(results),
                  "--out", str(out)]) == 0
+    assert f"no runs under {results}" in capsys.readouterr().err
     report = (out / "report.md").read_text()
     assert "| AlpacaEval | Vanilla Model (Llama2-70B-Base) | 4 | – |" in report
     assert ("- not runnable here: no runs possible yet: needs an LLM-judge benchmark (AlpacaEval, MedQuAD) the "
@@ -108,6 +128,19 @@ def test_figure3_and_table6_in_the_plan_and_the_report_without_runs(tmp_path, ca
     assert (out / "figure3a.png").stat().st_size > 1000 and (out / "figure3b.png").exists()
 
 
+def test_an_unknown_table_is_a_clear_error(tmp_path, capsys):
+    assert main(["reproduce", "--table", "9", "--results-dir", str(tmp_path), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("harness: error: unknown table or figure 'table9'; known: table1, table2,")
+    assert "figure2 (figure2a, figure2b, figure2c)" in error
+    assert error.rstrip().endswith("figure7 (figure7a, figure7b), or all")
+    known = error.split("known: ")[1].replace("(", "").replace(")", "").replace(",", " ").split()
+    assert len(known) == len(set(known))  # each name once
+    assert main(["report", "--only", "table2,figure9z", "--results-dir", str(tmp_path), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "unknown table or figure 'figure9z'" in capsys.readouterr().err
+
+
 # --- claims on plain values ------------------------------------------------------------------------
 
 def test_the_papers_own_numbers_per_step():
@@ -117,7 +150,7 @@ def test_the_papers_own_numbers_per_step():
 
 
 def test_table4_claims_name_the_papers_own_verdict_per_expert():
-    claims = {c["claim"]: c for c in table4_claims(SPECS["table4"], table_frame(SPECS["table4"], []))}
+    claims = {c["claim"]: c for c in claims_of("table4", table_frame(SPECS["table4"], []))}
     assert len(claims) == 5 and all(c["holds"] is None for c in claims.values())
     def evidence(expert: str) -> str:
         return claims[f"Pen2Sword ({expert}) beats LoRA at every step on HumanEval"]["evidence"]
@@ -139,7 +172,7 @@ def test_table5_memory_claims_are_untested_ratios_with_their_caveats():
          "Avg. GPU Memory (GB)": None, "Peak RSS in training (GB)": 2.1, "runs": 1},
         {"row": "Vanilla Model + LoRA + Pen2Sword", "ROUGE-1": 0.41, "Minutes per 1k steps": 52.0,
          "Avg. GPU Memory (GB)": None, "Peak RSS in training (GB)": 2.2, "runs": 1}])
-    claims = {c["claim"].split(" (paper")[0]: c for c in finalize(table5_claims(SPECS["table5"], frame))}
+    claims = {c["claim"].split(" (paper")[0]: c for c in finalize(claims_of("table5", frame))}
     # No runs behind the frame: the tested claims are undecided; the memory ratios read the cells.
     assert claims["Pen2Sword reaches a higher ROUGE-1 than LoRA"]["holds"] is None
     assert claims["Pen2Sword's minutes per 1k steps are within 15% of LoRA's"]["evidence"] == "runs missing"
@@ -151,7 +184,7 @@ def test_table5_memory_claims_are_untested_ratios_with_their_caveats():
     # Memory compares only runs that each had a process of their own (``runs_before_in_process`` 0).
     def memory_claims(before: dict[str, int | None]) -> dict[str, dict]:
         values = {row: [{"runs_before_in_process": n, "cpu_share": 0.95}] for row, n in before.items()}
-        return {c["claim"].split(" (paper")[0]: c for c in table5_claims(SPECS["table5"], frame, values)
+        return {c["claim"].split(" (paper")[0]: c for c in claims_of("table5", frame, values)
                 if "RSS" in c["claim"]}
 
     rows = ("Vanilla Model + FFT", "Vanilla Model + LoRA", "Vanilla Model + LoRA + Pen2Sword-F",
@@ -171,14 +204,14 @@ def _run(curve: list[tuple[int, float]], metric: str = "rouge1", checkpoints: tu
 
 
 def test_curve_claims_with_runs_missing():
-    dr, dr100 = curve_claims(SPECS["figure4"], {"Pen2Sword, DR 80%": [_run([(0, 0.1), (4, 0.3)])]})
+    dr, dr100 = claims_of("figure4", {"Pen2Sword, DR 80%": [_run([(0, 0.1), (4, 0.3)])]})
     assert dr["holds"] is None and dr["evidence"] == dr100["evidence"] == "runs missing"
-    best, faster = curve_claims(SPECS["figure5"], {})
+    best, faster = claims_of("figure5", {})
     assert best["evidence"] == faster["evidence"] == "runs missing"
 
 
 def test_timing_claims_are_undecided_when_a_run_shared_its_machine():
-    from reports.claims import cost_claims, timing_caveat
+    from reports.claims import timing_caveat
 
     assert timing_caveat({"LoRA": [0.97], "Pen2Sword": [0.91, 0.95]}) is None
     assert "LoRA's run got 40% of its threads' CPU time" in timing_caveat({"LoRA": [0.4], "Pen2Sword": [0.95]})
@@ -190,7 +223,7 @@ def test_timing_claims_are_undecided_when_a_run_shared_its_machine():
 
     def claims(shares: dict[str, float | None]) -> dict[str, dict]:
         values = {k: [run(m, shares[k])] for k, m in {"LoRA": 10.0, "Pen2Sword": 10.5, "Weak2Strong": 30.0}.items()}
-        return {c["claim"].split(" ")[0]: c for c in finalize(cost_claims(values))}
+        return {c["claim"].split(" ")[0]: c for c in finalize(claims_of("figure2c", values))}
 
     idle = claims({"LoRA": 0.95, "Pen2Sword": 0.95, "Weak2Strong": 0.95})
     assert idle["Pen2Sword"]["holds"] is True and idle["Weak2Strong"]["holds"] is True  # constant step times

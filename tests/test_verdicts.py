@@ -11,10 +11,17 @@ import pytest
 from scipy import stats as scipy_stats
 
 import reports.claims as claims_module
-from reports.claims import (curve_claims, decide, difference_test, equivalence_test, finalize, table2_claims,
-                            table5_claims, verdict_text)
-from reports.spec import SPECS
+import reports.tables  # noqa: F401  # registers the paper's tables
+from reports.claims import decide, difference_test, equivalence_test, finalize, verdict_text
+from reports.registry import TABLES
 from reports.stats import compare, cost_ratio, holm, steps_to_reach
+
+
+def claims_of(name: str, *args) -> list[dict]:
+    """The claims the registered table ``name`` builds: ``claims(spec, frame, values)`` for a table,
+    ``claims(spec, values)`` for a figure."""
+    table = TABLES.get(name)
+    return table.claims(table.spec, *args)
 
 
 def _items(values) -> dict[str, float]:
@@ -189,7 +196,7 @@ def test_figure2_claims_on_a_known_speed_up(synthetic_items):
                                                    zip(steps, lora_level)}, synthetic_items, seed))
         values["Pen2Sword"].append(_run(f"p2s{seed}", {s: l + item + rng.normal(0, 0.01, 60) for s, l in
                                                        zip(steps, p2s_level)}, synthetic_items, seed))
-    faster, higher, bits, _ = finalize(curve_claims(SPECS["figure2a"], values))
+    faster, higher, bits, _ = finalize(claims_of("figure2a", values))
     assert faster["holds"] is True and not faster["provisional"]  # three seeds each: seed variance sampled
     assert "speed-up of Pen2Sword over LoRA: 2.50× [95% CI" in faster["evidence"]  # 500 / 200
     assert "paper: 1000 steps instead of LoRA's 10000, 10.0× fewer" in faster["claim"]
@@ -202,7 +209,7 @@ def test_figure2_claims_are_undecided_on_noise(synthetic_items):
     steps = [0, 100, 200]
     values = {label: [_run(f"{label}{seed}", {s: rng.uniform(0, 0.2, 40) for s in steps}, synthetic_items, seed)
                       for seed in range(2)] for label in ("LoRA", "Pen2Sword")}
-    faster, higher, _, _ = finalize(curve_claims(SPECS["figure2a"], values))
+    faster, higher, _, _ = finalize(claims_of("figure2a", values))
     assert higher["holds"] is None and higher["within_noise"]
     assert faster["holds"] is not True
 
@@ -217,14 +224,14 @@ def test_table2_chain_needs_every_link(synthetic_items):
     values = {k: [_run(k, {500: lvl + item + rng.normal(0, 0.005, 100)}, synthetic_items)] for k, lvl in levels.items()}
     frame = pd.DataFrame.from_records([{"row": k, "ROUGE-1": values[k][0]["curves"]["rouge1"][0][1], "runs": 1}
                                        for k in levels])
-    (chain,) = finalize(table2_claims(SPECS["table2"], frame, values))
+    (chain,) = finalize(claims_of("table2", frame, values))
     assert chain["holds"] is True and chain["provisional"]
     assert "w/o DPF Selection − w/o Embedding Training" in chain["evidence"] and "margin ±" in chain["evidence"]
     # Fusion tied with Expansion: that link is undecided, so the chain is.
     expansion = 0.20 + item + rng.normal(0, 0.005, 100)
     values["w/o Expansion"] = [_run("expansion", {500: expansion}, synthetic_items)]
     values["w/o Fusion"] = [_run("fusion", {500: expansion}, synthetic_items)]
-    (chain,) = finalize(table2_claims(SPECS["table2"], frame, values))
+    (chain,) = finalize(claims_of("table2", frame, values))
     assert chain["holds"] is None
 
 
@@ -242,13 +249,13 @@ def test_table5_cost_is_tested_on_step_times(synthetic_items):
     frame = pd.DataFrame.from_records([{"row": row, "ROUGE-1": 0.3, "Minutes per 1k steps": values[row][0]["minutes_per_1k"],
                                         "Avg. GPU Memory (GB)": None, "Peak RSS in training (GB)": 2.0, "runs": 1}
                                        for row in rows])
-    claims = {c["claim"].split(" (paper")[0]: c for c in finalize(table5_claims(SPECS["table5"], frame, values))}
+    claims = {c["claim"].split(" (paper")[0]: c for c in finalize(claims_of("table5", frame, values))}
     assert claims["Pen2Sword-F's minutes per 1k steps are within 15% of LoRA's"]["holds"] is True
     assert claims["Pen2Sword's minutes per 1k steps are within 15% of LoRA's"]["holds"] is False  # 1.25x
     assert "minutes per step: 1.25x [95% CI" in claims["Pen2Sword's minutes per 1k steps are within 15% of LoRA's"][
         "evidence"]
     values[rows[1]][0]["cpu_share"] = 0.5
-    claims = {c["claim"].split(" (paper")[0]: c for c in finalize(table5_claims(SPECS["table5"], frame, values))}
+    claims = {c["claim"].split(" (paper")[0]: c for c in finalize(claims_of("table5", frame, values))}
     busy = claims["Pen2Sword-F's minutes per 1k steps are within 15% of LoRA's"]
     assert busy["holds"] is None and "timings not comparable" in verdict_text(busy)
 
@@ -260,7 +267,7 @@ def test_figure7_outperforms_is_strict_and_zeros_are_undecided(synthetic_items):
              for label in ("Pen2Sword", "Weak2Strong", "Pen2Sword + Weak2Strong")}
     for run in (r for runs in zeros.values() for r in runs):  # the curve a figure reads is the benchmark's score
         run["curves"]["humaneval"] = run["curves"].pop("humaneval/score")
-    claims = finalize(curve_claims(SPECS["figure7a"], zeros))
+    claims = finalize(claims_of("figure7a", zeros))
     assert len(claims) == 3 and all(c["holds"] is None for c in claims)
     assert "Pen2Sword alone outperforms Pen2Sword + Weak2Strong" in claims[2]["claim"]
 
@@ -270,17 +277,16 @@ def test_figure7_outperforms_is_strict_and_zeros_are_undecided(synthetic_items):
 def test_labels_from_the_cache_still_count_in_the_cost(nano_zoo, data_cache, tmp_path):
     """A Weak2Strong run whose labels another run wrote counts the seconds their labelling took: Figure 2c's
     minutes include labelling, whichever run paid for it."""
-    from harness.catalog import load_builtins
     from harness.config import resolve_config
+    from harness.engine.plan import plan_run
     from harness.engine.run import execute
     from harness.summary import summarize
     from reports.collect import run_values
 
-    load_builtins()
     tiny = ["training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]", "data.n_validation=4",
             "eval.benchmarks=false", "eval.max_new_tokens=4", "pseudo_labels.max_new_tokens=4"]
-    runs = [execute(resolve_config(given={"method": "weak2strong", "suite": "code", "scale": "nano"},
-                                   overrides=[*tiny, f"training.lr={lr}"]), results_root=tmp_path, progress=False)
+    runs = [execute(plan_run(resolve_config(given={"method": "weak2strong", "suite": "code", "scale": "nano"},
+                                            overrides=[*tiny, f"training.lr={lr}"]), tmp_path), progress=False)
             for lr in (1e-3, 2e-3)]  # another learning rate: another run, the same labels
     first, second = (json.loads((run.path / "prepare.json").read_text())["pseudo_labels"] for run in runs)
     assert not first["cached"] and second["cached"] and second["labelling_seconds"] > 0
@@ -302,7 +308,7 @@ def test_the_bits_per_byte_check_is_tested_and_survives_degenerate_generations(s
     # Both rows generate loops: ROUGE claims are void, the likelihood of the references is not.
     monkeypatch.setattr(claims_module.collect, "degenerate_reason", lambda run: "95% of validation generations "
                                                                                 "degenerate at step 500")
-    _, _, bits, _ = finalize(curve_claims(SPECS["figure2a"], values))
+    _, _, bits, _ = finalize(claims_of("figure2a", values))
     assert bits["holds"] is True and "Pen2Sword − LoRA bits per byte: Δ -0.0" in bits["evidence"]
 
 
@@ -312,6 +318,6 @@ def test_less_degenerate_generations_are_tested_item_by_item(synthetic_items):
                                  metric="degenerate")]}
     for runs in values.values():  # the validation steps a figure reads come from the ROUGE curve
         runs[0]["curves"]["rouge1"] = [(500, 0.1)]
-    claim = finalize(curve_claims(SPECS["figure2a"], values))[3]
+    claim = finalize(claims_of("figure2a", values))[3]
     assert claim["holds"] is True and "step 500: Pen2Sword 10%, LoRA 80% of generations degenerate" in claim["evidence"]
     assert "exact McNemar" in claim["evidence"]
