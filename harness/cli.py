@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from typing import Sequence
@@ -130,17 +131,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.data.sources import DataUnavailableError
     from harness.engine.adapters import AdapterUnavailableError
     from harness.models import ModelUnavailableError
+    from harness.runstore import RunOwnedError
 
     parser = build_parser()
     args = parse_args(parser, argv)
     try:
         return int(args.func(args) or 0)
-    except (RegistryError, ConfigError, DataUnavailableError, ModelUnavailableError, AdapterUnavailableError) as err:
+    except (RegistryError, ConfigError, DataUnavailableError, ModelUnavailableError, AdapterUnavailableError,
+            RunOwnedError) as err:
         print(f"harness: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `harness list | head`: the reader left; no traceback (Python's documented recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,12 +22,15 @@ A resumed run appends rows with a higher ``attempt``; :func:`latest_metrics` kee
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import psutil
 
@@ -74,6 +77,39 @@ def pid_alive(pid: int, create_time: float | None = None) -> bool:
         return create_time is None
     except (psutil.Error, OSError, TypeError, ValueError):
         return False
+
+
+# A claim from another host is taken to be dead once its heartbeat is older than this (its processes cannot be
+# checked from here); the owner refreshes the heartbeat every HEARTBEAT_S.
+CLAIM_STALE_AFTER_S = 600.0
+HEARTBEAT_S = 60.0
+
+
+class RunOwnedError(RuntimeError):
+    """Another live process owns the run directory; the message names it (host, pid, job) and what to do."""
+
+
+def job_id() -> str | None:
+    """The scheduler's id of the job this process runs in (Slurm: array job_task, else job), if any."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def claim_is_live(owner: dict, now: float | None = None) -> bool:
+    """Whether the process that wrote ``owner`` (a claim) still owns its run: on this host, that process is alive
+    (pid and start time); on another, its heartbeat is younger than :data:`CLAIM_STALE_AFTER_S`."""
+    if owner.get("host") == hostname():
+        return pid_alive(owner.get("pid", -1), owner.get("pid_create_time"))
+    heartbeat = owner.get("heartbeat") or owner.get("claimed") or 0
+    return (now if now is not None else time.time()) - float(heartbeat) < CLAIM_STALE_AFTER_S
+
+
+def describe_owner(owner: dict) -> str:
+    job = f", job {owner['job_id']}" if owner.get("job_id") else ""
+    ago = time.time() - float(owner.get("heartbeat") or owner.get("claimed") or time.time())
+    return f"{owner.get('host')} pid {owner.get('pid')}{job}, last heard {ago:.0f} s ago"
 
 
 def latest_metrics(rows: Iterable[dict]) -> list[dict]:
@@ -168,6 +204,73 @@ class RunDir:
         if pid is None or not pid_alive(pid, status.get("pid_create_time")):
             return INTERRUPTED
         return RUNNING
+
+    # --- ownership -------------------------------------------------------------------------------
+    @property
+    def owner_path(self) -> Path:
+        """The claim file: beside the run directory, so ``--force`` can empty the directory and keep its claim."""
+        return self.path.parent / f".{self.path.name}.owner"
+
+    def owner(self) -> dict | None:
+        """The claim on this run (host, pid, job id, heartbeat), or None when nobody holds one."""
+        try:
+            return json.loads(self.owner_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @contextlib.contextmanager
+    def claim(self, say=print) -> Iterator[dict]:
+        """Own this run directory while inside: one process trains into it at a time.
+
+        The claim is a file created exclusively (``O_CREAT | O_EXCL``), recording host, pid, its start time and
+        the scheduler's job id, with a heartbeat refreshed every :data:`HEARTBEAT_S` by a daemon thread. A live
+        claim raises :class:`RunOwnedError` naming its owner; a dead one (its process gone on this host, or its
+        heartbeat stale from another) is taken over, with a message. Released on the way out."""
+        record = {"host": hostname(), "pid": os.getpid(), "pid_create_time": _own_create_time(), "job_id": job_id(),
+                  "claimed": time.time(), "heartbeat": time.time()}
+        self.owner_path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # a stale claim removed by a rival taker in between: look again
+            try:
+                fd = os.open(self.owner_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self.owner()
+                if owner is None:  # torn or removed meanwhile: a claim being written or released
+                    time.sleep(0.2)
+                    owner = self.owner()
+                if owner is not None and claim_is_live(owner):
+                    raise RunOwnedError(
+                        f"{self.path} is being run by {describe_owner(owner)}; wait for it to end "
+                        f"(`harness runs` shows it), or stop that process. A claim whose owner died is taken "
+                        f"over by the next run") from None
+                if owner is not None:
+                    say(f"taking over the run from {describe_owner(owner)}: that process is gone")
+                with contextlib.suppress(FileNotFoundError):
+                    self.owner_path.unlink()
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump(record, handle)
+            break
+        else:
+            raise RunOwnedError(f"{self.path}: could not claim the run (its claim file kept changing); try again")
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                if (self.owner() or {}).get("pid") != record["pid"]:
+                    return  # taken over (we were thought dead): leave the claim to its new owner
+                atomic_write_json(self.owner_path, {**record, "heartbeat": time.time()})
+
+        thread = threading.Thread(target=beat, name=f"claim {self.path.name}", daemon=True)
+        thread.start()
+        try:
+            yield record
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            owner = self.owner()
+            if owner is not None and owner.get("pid") == record["pid"] and owner.get("host") == record["host"]:
+                with contextlib.suppress(FileNotFoundError):
+                    self.owner_path.unlink()
 
     def is_completed(self) -> bool:
         status = self.status()

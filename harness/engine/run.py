@@ -8,6 +8,7 @@ interrupted one resumes from its latest checkpoint (``resume="auto"``). Nothing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -211,6 +212,19 @@ def execute(plan: RunPlan, *, force: bool = False, resume: str = "auto", progres
         if main:
             say(f"already completed: {run.path} (pass --force to run it again)")
         return run
+    # One owner per run directory: a second process of the same run (or --force on a live one) is refused here,
+    # naming the owner, before it touches the directory.
+    with run.claim(say) if main else contextlib.nullcontext():
+        if main and run.is_completed() and not force:  # it completed while this one was being planned
+            say(f"already completed: {run.path} (pass --force to run it again)")
+            return run
+        return _execute_claimed(plan, accelerator, force=force, resume=resume, progress=progress)
+
+
+def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, progress: bool) -> RunDir:
+    """:func:`execute` once this process owns the run directory."""
+    config, spec, suite, run = plan.config, plan.method, plan.suite, plan.run
+    main = accelerator.is_main_process
     if main and run.path.exists() and (force or resume == "never"):
         shutil.rmtree(run.path)
     elif main and plan.state == "interrupted":
