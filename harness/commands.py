@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from harness.launch import add_launcher_arguments, launcher_from_args
 from harness.registry import register_commands
 
 
@@ -30,8 +32,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = resolve_config(yaml_path=args.config, overrides=overrides, given=given,
                             method_overrides_for=method_overrides)
     plan = plan_run(config, args.results_dir)  # every check before anything is created
+    launcher = launcher_from_args(args, args.results_dir, say=lambda m: print(m, file=sys.stderr))
     if args.dry_run:
         print(json.dumps(plan.to_dict(), indent=2, default=str) if args.json else format_plan(plan))
+        if launcher.kind != "local":
+            print("\n".join(launcher.describe([plan.config])))
+        return 0
+    if launcher.kind != "local":  # a job of its own (through submitit), waited for
+        if args.force or args.resume != "auto":
+            raise ConfigError("--force and --resume never apply to a launched job; run it with --launcher local")
+        (item,) = launcher.launch([config])  # planned again on the node: its precision, its run id
+        ok = item.wait()
+        print(f"job {item.job_id} {'completed' if ok else 'failed: ' + str(item.error)}; log {item.log}",
+              file=sys.stderr)
+        if not ok:
+            return 1
+        from harness.runstore import RunDir
+        from harness.summary import format_summary, summarize
+
+        run = RunDir(item.run_dir)
+        print(json.dumps(summarize(run), indent=2, default=str) if args.json else format_summary(summarize(run)))
         return 0
     from harness.engine.run import execute
     from harness.summary import format_summary, summarize
@@ -61,6 +81,7 @@ def add_run_parsers(sub) -> None:
                    help="with --scale paper: the paper preset's code path on the built-in nano models, a few steps")
     p.add_argument("--json", action="store_true", help="print the plan (--dry-run) or the summary as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.lr=3e-4 alpha=0.25")
+    add_launcher_arguments(p)
     p.set_defaults(func=cmd_run)
 
 

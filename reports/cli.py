@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.launch import add_launcher_arguments, launcher_from_args
 from harness.registry import register_commands
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--results-dir", help="results root (default ./results or $HARNESS_RESULTS)")
     p.add_argument("--out", default="report", help="output directory (default ./report)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate of its time; run nothing")
+    add_launcher_arguments(p)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_reproduce)
 
@@ -253,8 +255,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from harness.engine.run import run_in_subprocess
-
     from reports.collect import find
     from reports.spec import differences
 
@@ -290,15 +290,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"differences from the paper at {args.scale}:")
     for difference in differences(specs, args.scale, seeds_used, overrides) or ["none"]:
         print(f"  - {difference}")
+    launcher = launcher_from_args(args, args.results_dir, say=lambda m: print(m, file=sys.stderr))
     if args.dry_run:
+        if launcher.kind != "local":
+            print("\n".join(launcher.describe([need.config for need in todo])))
         return 0
     from tqdm.auto import tqdm
 
-    failed = []
-    for need in tqdm(todo, desc=f"reproduce {name}", unit="run", file=sys.stderr):
-        # Each run in a process of its own (fresh memory, its own threads); an interrupted one resumes.
-        if run_in_subprocess(need.config, args.results_dir) != 0:
-            failed.append(need)
+    # local: each run in a process of its own, one after another (fresh memory, its own threads); otherwise one
+    # submitit job per run. Either way an interrupted run resumes, and the report waits for the last one.
+    launched = launcher.launch([need.config for need in todo])
+    failed = [need for need, item in tqdm(list(zip(todo, launched)), desc=f"reproduce {name}", unit="run",
+                                          file=sys.stderr) if not item.wait()]
     path = render_all(tables, needs, results=args.results_dir, out=Path(args.out), scale=args.scale,
                       overrides=overrides)
     print(f"report written to {path}")

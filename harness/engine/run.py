@@ -31,7 +31,7 @@ from harness.engine.trainer import Trainer, evaluate_validation, make_accelerato
 from harness.io import atomic_write_json, read_json
 from harness.engine.plan import RunPlan, plan_run
 from harness.provenance import collect
-from harness.runstore import RunDir
+from harness.runstore import INTERRUPTED, RunDir
 from harness.suites import suite_benchmarks
 
 
@@ -318,6 +318,12 @@ def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, pr
                          runs_before_in_process=runs_before)
             say(f"completed: {run.path}")
         return run
+    except (KeyboardInterrupt, SystemExit) as err:
+        # Told to stop (Ctrl-C; a job's time limit or preemption, where submitit requeues it and exits): not a
+        # failure of the run, which resumes from its latest checkpoint when started again.
+        if main:
+            run.set_status(INTERRUPTED, stopped=time.time(), reason=f"{type(err).__name__} {err}".strip())
+        raise
     except BaseException as err:
         if main:
             run.fail(f"{type(err).__name__}: {err}\n{traceback.format_exc()[-4000:]}")

@@ -1,0 +1,239 @@
+"""Where the runs of a plan execute: here, one after another, or as jobs through submitit (its local executor,
+or Slurm), never through a scheduler of our own.
+
+``local``           each run in a Python process of its own, one after another, on this machine
+``submitit-local``  submitit's LocalExecutor: real submitit jobs (pickled, signalled, requeued) on this machine
+``slurm``           submitit's Slurm executor: one job per run, an array of at most ``max_parallel`` at a time
+
+A job is a :class:`RunJob`: it plans its config where it runs and executes it. On a time limit or a preemption
+submitit calls its ``checkpoint`` and requeues it; the requeued job resumes the run from its latest checkpoint
+(exact resume), after taking over the run directory's claim from its own dead predecessor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from harness.config import ConfigError, RunConfig, check_value, config_from_dict, load_yaml
+
+LAUNCHERS = ("local", "submitit-local", "slurm")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each job asks the cluster for (``--slurm-config FILE.yaml``, then the command line's flags)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpus_per_run: int = 0
+    cpus_per_run: int | None = None
+    mem_gb: float | None = None
+    time_min: int = 24 * 60  # a run past it is requeued and resumes from its latest checkpoint
+    max_parallel: int = 16  # array parallelism: jobs running at once
+    sbatch: tuple[str, ...] = ()  # extra sbatch options, e.g. "--exclusive", "--mail-type=END"
+    job_dir: str | None = None  # submitit's folder (scripts, logs, pickles); default <results>/.jobs
+
+    def __post_init__(self) -> None:
+        check_value(self.gpus_per_run >= 0, "slurm.gpus_per_run", self.gpus_per_run, ">= 0")
+        check_value(self.cpus_per_run is None or self.cpus_per_run >= 1, "slurm.cpus_per_run", self.cpus_per_run,
+                    "null or >= 1")
+        check_value(self.mem_gb is None or self.mem_gb > 0, "slurm.mem_gb", self.mem_gb, "null or > 0")
+        check_value(self.time_min >= 1, "slurm.time_min", self.time_min, ">= 1 (minutes)")
+        check_value(self.max_parallel >= 1, "slurm.max_parallel", self.max_parallel, ">= 1")
+        for line in self.sbatch:
+            check_value(line.startswith("--"), "slurm.sbatch", line, "sbatch long options, e.g. --exclusive")
+
+    @classmethod
+    def load(cls, yaml_path: str | Path | None = None, **given: Any) -> "SlurmOptions":
+        """Defaults < the YAML file's keys < the given (not None) values; an unknown key names the valid ones."""
+        data = dict(load_yaml(yaml_path)) if yaml_path else {}
+        data.update({k: v for k, v in given.items() if v is not None and v != ()})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown Slurm option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        if isinstance(data.get("sbatch"), str):
+            data["sbatch"] = shlex.split(data["sbatch"])
+        if "sbatch" in data:
+            data["sbatch"] = tuple(data["sbatch"])
+        return cls(**data)
+
+    def executor_parameters(self, name: str) -> dict:
+        """``AutoExecutor.update_parameters`` keywords (Slurm's prefixed ``slurm_``)."""
+        extra = {}
+        for line in self.sbatch:
+            key, _, value = line[2:].partition("=")
+            extra[key.replace("-", "_")] = value or True
+        params = {"name": name, "timeout_min": self.time_min, "gpus_per_node": self.gpus_per_run or None,
+                  "cpus_per_task": self.cpus_per_run, "mem_gb": self.mem_gb, "slurm_partition": self.partition,
+                  "slurm_account": self.account, "slurm_qos": self.qos, "slurm_constraint": self.constraint,
+                  "slurm_array_parallelism": self.max_parallel,
+                  "slurm_additional_parameters": extra or None}
+        return {k: v for k, v in params.items() if v is not None}
+
+
+class RunJob:
+    """One run as a submitit job: plan the config where the job runs, execute it, resume after a requeue."""
+
+    def __init__(self, config: dict, results_root: str | None):
+        self.config, self.results_root = config, results_root
+
+    def __call__(self) -> dict:
+        from harness.engine.plan import plan_run
+        from harness.engine.run import execute
+
+        run = execute(plan_run(config_from_dict(self.config), self.results_root), progress=False)
+        return {"run_dir": str(run.path), "state": run.state()}
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """Called by submitit on a time limit or preemption: requeue the same run. Its checkpoints are the run
+        directory's own, so the requeued job resumes from the latest one."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(RunJob(self.config, self.results_root))
+
+
+@dataclass
+class Launched:
+    """What a launcher did with one config: its run directory and, for a job, its id and log."""
+
+    config: RunConfig
+    # Known once planned where the run executes (a job resolves training.precision=auto on its own node, which
+    # is part of the run id): locally at once, for a job when it ends (or: `harness runs` as soon as it starts).
+    run_dir: Path | None = None
+    job: Any = None  # a submitit Job
+    returncode: int | None = None  # local: the run's process's exit code
+    error: str | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        return None if self.job is None else str(self.job.job_id)
+
+    @property
+    def log(self) -> str | None:
+        return None if self.job is None else str(self.job.paths.stdout)
+
+    def wait(self) -> bool:
+        """Block until the run ends; whether it completed."""
+        if self.job is not None and self.returncode is None and self.error is None:
+            try:
+                self.run_dir = Path(self.job.result()["run_dir"])
+                self.returncode = 0
+            except Exception as err:  # the job's own exception, or submitit's (killed, not requeued)
+                self.error, self.returncode = f"{type(err).__name__}: {err}", 1
+        return self.returncode == 0
+
+
+@dataclass
+class Launcher:
+    """Starts runs: ``launch(configs)`` submits (or, locally, runs) each and returns what it launched."""
+
+    kind: str = "local"
+    results_root: str | None = None
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    say: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        check_value(self.kind in LAUNCHERS, "--launcher", self.kind, " | ".join(LAUNCHERS))
+
+    @property
+    def job_dir(self) -> Path:
+        from harness.paths import results_dir
+
+        root = Path(self.results_root) if self.results_root is not None else results_dir()
+        return Path(self.slurm.job_dir).expanduser() if self.slurm.job_dir else root / ".jobs"
+
+    def describe(self, configs: Sequence[RunConfig]) -> list[str]:
+        """What ``launch`` would submit (``--dry-run``): per job its name; for Slurm the sbatch script's options."""
+        lines = [f"launcher {self.kind}: {len(configs)} run(s)" + ("" if self.kind == "local" else
+                                                                  f", job files under {self.job_dir}")]
+        if self.kind == "slurm":
+            from submitit.slurm.slurm import _make_sbatch_string
+
+            params = self.slurm.executor_parameters("harness")
+            script = _make_sbatch_string(command="python -u -m submitit.core._submit ...", folder=self.job_dir,
+                                         **_sbatch_keywords(params))
+            lines += ["sbatch options of each job:"] + ["  " + line for line in script.splitlines()
+                                                         if line.startswith("#SBATCH")]
+        return lines
+
+    def launch(self, configs: Sequence[RunConfig]) -> list[Launched]:
+        launched = [Launched(config=c) for c in configs]
+        if not launched:
+            return []
+        if self.kind == "local":
+            from harness.engine.plan import plan_run
+            from harness.engine.run import run_in_subprocess
+
+            from tqdm.auto import tqdm
+
+            for item in tqdm(launched, desc="runs", unit="run", file=sys.stderr):  # each in a process of its own
+                item.run_dir = plan_run(item.config, self.results_root).run.path
+                item.returncode = run_in_subprocess(item.config, self.results_root)
+            return launched
+        import submitit
+
+        executor = submitit.AutoExecutor(folder=self.job_dir, cluster="local" if self.kind == "submitit-local"
+                                         else "slurm")
+        params = self.slurm.executor_parameters("harness")
+        if self.kind == "submitit-local":  # the local executor knows only the generic keys
+            params = {k: v for k, v in params.items() if k in ("name", "timeout_min", "gpus_per_node")}
+        executor.update_parameters(**params)
+        with executor.batch():
+            jobs = [executor.submit(RunJob(item.config.to_dict(), None if self.results_root is None
+                                           else str(self.results_root))) for item in launched]
+        for item, job in zip(launched, jobs):
+            item.job = job
+            self.say(f"submitted {item.config.suite}/{item.config.method} (seed {item.config.seed}): job {job.job_id}, "
+                     f"log {job.paths.stdout}")
+        return launched
+
+
+def _sbatch_keywords(params: dict) -> dict:
+    """AutoExecutor's keywords as ``_make_sbatch_string`` names them (its ``slurm_`` prefix and generic names)."""
+    renames = {"name": "job_name", "timeout_min": "time", "mem_gb": None}
+    out: dict = {}
+    for key, value in params.items():
+        if key == "mem_gb":
+            out["mem"] = f"{int(value)}GB"
+        elif key.startswith("slurm_"):
+            out[key[len("slurm_"):]] = value
+        else:
+            out[renames.get(key, key)] = value
+    return out
+
+
+def add_launcher_arguments(parser) -> None:
+    """``--launcher`` and the Slurm options, for ``harness run`` and ``harness reproduce``."""
+    group = parser.add_argument_group("launcher (where the runs execute)")
+    group.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                       help="local: here, one after another (default); submitit-local: submitit jobs on this "
+                            "machine; slurm: one Slurm job per run, through submitit")
+    group.add_argument("--slurm-config", help="YAML file of Slurm options (the flags below override it)")
+    group.add_argument("--partition")
+    group.add_argument("--account")
+    group.add_argument("--qos")
+    group.add_argument("--constraint")
+    group.add_argument("--gpus-per-run", type=int)
+    group.add_argument("--cpus-per-run", type=int)
+    group.add_argument("--mem-gb", type=float)
+    group.add_argument("--time-min", type=int, help="a job's time limit; a run past it is requeued and resumes")
+    group.add_argument("--max-parallel", type=int, help="jobs running at once (Slurm array parallelism)")
+    group.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                       help="an extra sbatch option, e.g. --sbatch=--exclusive (repeatable)")
+    group.add_argument("--job-dir", help="where submitit keeps job scripts and logs (default <results>/.jobs)")
+
+
+def launcher_from_args(args, results_root: str | None, say: Callable[[str], None] = print) -> Launcher:
+    slurm = SlurmOptions.load(args.slurm_config, partition=args.partition, account=args.account, qos=args.qos,
+                              constraint=args.constraint, gpus_per_run=args.gpus_per_run,
+                              cpus_per_run=args.cpus_per_run, mem_gb=args.mem_gb, time_min=args.time_min,
+                              max_parallel=args.max_parallel, sbatch=tuple(args.sbatch), job_dir=args.job_dir)
+    return Launcher(kind=args.launcher, results_root=results_root, slurm=slurm, say=say)

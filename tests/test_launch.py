@@ -1,0 +1,113 @@
+"""Launchers through submitit's local executor (real submitit jobs, real subprocesses): a run launched as a job
+completes; a job interrupted mid-run is requeued and resumes to the metrics of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from harness.cli import main
+from harness.config import ConfigError, resolve_config
+from harness.launch import Launcher, SlurmOptions
+from harness.method import method_overrides
+from harness.runstore import RunDir, latest_metrics
+
+QUICK = ["training.max_steps=120", "training.eval_every=30", "training.checkpoint_steps=[30,60,90,120]",
+         "training.warmup_steps=2", "eval.benchmarks=false"]
+
+
+def nano_lora(*extra: str):
+    return resolve_config(given={"method": "lora", "suite": "code", "scale": "nano"}, overrides=[*QUICK, *extra],
+                          method_overrides_for=method_overrides)
+
+
+def curve(run: RunDir) -> dict:
+    """What a run measured: training loss per step and validation scores per evaluation (no timings)."""
+    keep = {"loss", "grad_norm", "lr", "rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte"}
+    return {(r["step"], r["metric"]): r["value"] for r in latest_metrics(run.metrics()) if r["metric"] in keep}
+
+
+def test_a_run_launched_as_a_job_completes(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main(["run", "--method", "lora", "--suite", "code", "--scale", "nano", "--results-dir", str(results),
+                 "--launcher", "submitit-local", "--json", *QUICK]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    assert summary["state"] == "completed" and summary["last_step"] == 120
+    assert "job" in out.err and "_log.out" in out.err  # the job's id and log are named
+    assert list((results / ".jobs").glob("*_log.out"))  # submitit's job folder under the results root
+
+
+def test_a_requeued_job_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path):
+    straight, = Launcher("submitit-local", str(tmp_path / "straight"), say=lambda m: None).launch([nano_lora()])
+    assert straight.wait(), straight.error
+
+    item, = Launcher("submitit-local", str(tmp_path / "requeued"), say=lambda m: None).launch([nano_lora()])
+    deadline = time.time() + 240
+    while not list((tmp_path / "requeued").glob("code/lora/*/checkpoints/step-30")):  # mid-run: past a checkpoint
+        assert time.time() < deadline and not item.job.done(), "the job never reached step 30"
+        time.sleep(0.2)
+    # What Slurm does before a time limit (sbatch --signal=USR2@90) and on preemption: the job's process gets
+    # USR2, and submitit's handler calls RunJob.checkpoint and requeues the job.
+    (status_path,) = (tmp_path / "requeued").glob("code/lora/*/status.json")
+    os.kill(json.loads(status_path.read_text())["pid"], signal.SIGUSR2)
+    assert item.wait(), item.error
+    run = RunDir(item.run_dir)
+    status = run.status()
+    assert status["state"] == "completed" and status["attempts"] == 2  # it did stop, and came back
+    log = item.job.stdout() + (item.job.stderr() or "")
+    assert "resuming from step-" in log
+    assert curve(run) == curve(RunDir(straight.run_dir))
+
+
+def test_slurm_options_from_yaml_and_flags(tmp_path):
+    path = tmp_path / "slurm.yaml"
+    path.write_text("partition: gpu\naccount: lab\nmem_gb: 64\nsbatch: [--exclusive]\n")
+    options = SlurmOptions.load(path, mem_gb=32, gpus_per_run=2)
+    params = options.executor_parameters("harness")
+    assert params["slurm_partition"] == "gpu" and params["slurm_account"] == "lab"
+    assert params["mem_gb"] == 32 and params["gpus_per_node"] == 2  # the flag over the file
+    assert params["slurm_additional_parameters"] == {"exclusive": True}
+    with pytest.raises(ConfigError, match="unknown Slurm option.*partitoin"):
+        SlurmOptions.load(None, partitoin="gpu")
+    with pytest.raises(ConfigError, match="slurm.time_min"):
+        SlurmOptions.load(None, time_min=0)
+
+
+def test_a_slurm_dry_run_prints_the_sbatch_options(tmp_path, capsys):
+    assert main(["run", "--method", "lora", "--suite", "code", "--scale", "nano", "--results-dir", str(tmp_path),
+                 "--dry-run", "--launcher", "slurm", "--partition", "debug", "--gpus-per-run", "1",
+                 "--time-min", "120", "--sbatch=--exclusive"]) == 0
+    out = capsys.readouterr().out
+    for line in ("#SBATCH --partition=debug", "#SBATCH --gpus-per-node=1", "#SBATCH --time=120",
+                 "#SBATCH --exclusive", "#SBATCH --signal=USR2@90"):
+        assert line in out
+    assert not any(tmp_path.iterdir())  # nothing submitted, nothing created
+
+
+def test_two_jobs_of_one_run_never_both_train(tmp_path):
+    config = nano_lora("training.max_steps=60", "training.checkpoint_steps=[60]")
+    first, second = Launcher("submitit-local", str(tmp_path), say=lambda m: None).launch([config, config])
+    outcomes = [first.wait(), second.wait()]
+    (run,) = [RunDir(p.parent) for p in tmp_path.glob("code/lora/*/config.json")]
+    assert run.status()["state"] == "completed" and run.status()["attempts"] == 1  # trained once, by one job
+    assert True in outcomes  # one of them trained it ...
+    loser = second if outcomes[0] else first  # ... the other was refused, or found it done when it started
+    assert loser.error is None or "is being run by" in loser.error
+
+
+def test_reproduce_through_submitit_matches_the_local_launcher(tmp_path):
+    """A nano Table 2 through submitit's local executor completes, and its report equals the local launcher's."""
+    reports = {}
+    for launcher in ("submitit-local", "local"):
+        results = tmp_path / launcher
+        assert main(["reproduce", "--table", "2", "--scale", "nano", "--launcher", launcher, "--results-dir",
+                     str(results), "--out", str(results / "report"), "eval.benchmarks=false"]) == 0
+        reports[launcher] = ((results / "report" / "table2.md").read_text(),
+                             json.loads((results / "report" / "claims.json").read_text()))
+    assert "| Pen2Sword |" in reports["local"][0]
+    assert reports["submitit-local"] == reports["local"]
