@@ -38,6 +38,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from filelock import FileLock
+
 from harness.config import ConfigSection, added_later, check_value as _check, one_of as _one_of
 from harness.data import records_hash
 from harness.data.batches import StepOrder, collate, encode_example, encode_prompt, pad_id
@@ -151,8 +153,10 @@ def pseudo_label(ctx, plan: LabelPlan, write: Callable[[list[dict]], list[str | 
     key = plan.key(records)
     folder = cache_dir() / "pseudo-labels" / key
     labels_path, meta_path = folder / "labels.jsonl", folder / "meta.json"
-    cached = labels_path.exists() and meta_path.exists()
-    with ctx.phase("pseudo_labels"):
+    folder.mkdir(parents=True, exist_ok=True)
+    # One labeller per key, even when several jobs need the same labels at once: the others wait, then read.
+    with FileLock(str(folder / ".lock")), ctx.phase("pseudo_labels"):
+        cached = labels_path.exists() and meta_path.exists()
         if cached:
             rows = [json.loads(line) for line in labels_path.read_text().splitlines()]
         else:

@@ -100,3 +100,34 @@ def test_two_concurrent_runs_of_one_config(tmp_path):
     with run.claim(say=said.append):
         pass
     assert "taking over" in said[0]
+
+
+def test_labels_are_written_once_when_two_runs_need_them_at_once(tmp_path, monkeypatch):
+    """Shared caches have one writer: the second run waits for the first's labels and reads them."""
+    import contextlib
+    import threading
+    from types import SimpleNamespace
+
+    from methods.pseudolabels import LabelPlan, label_decoding, pseudo_label
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    records = [{"id": f"r{i}", "instruction": f"question {i}", "response": "x"} for i in range(4)]
+    plan = LabelPlan(labeller={"expert": "e"}, mode="generate", decoding=label_decoding("eos", 8),
+                     max_prompt_tokens=64, seq_len=128, reached=(0, 1, 2, 3))
+    calls = []
+
+    def write(chosen):
+        calls.append(len(chosen))
+        time.sleep(0.5)  # long enough for the other run to arrive while this one labels
+        return [f"answer {r['id']}" for r in chosen]
+
+    ctx = SimpleNamespace(train_records=records, phase=lambda name: contextlib.nullcontext())
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pseudo_label(ctx, plan, write, "test")))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [4]  # labelled once
+    assert results[0][0] == results[1][0] and sorted(r[1]["cached"] for r in results) == [False, True]

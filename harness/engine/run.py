@@ -31,13 +31,14 @@ from harness.engine.trainer import Trainer, evaluate_validation, make_accelerato
 from harness.io import atomic_write_json, read_json
 from harness.engine.plan import RunPlan, plan_run
 from harness.provenance import collect
-from harness.runstore import INTERRUPTED, RunDir
+from harness.runstore import INTERRUPTED, RunDir, RunOwnedError
 from harness.suites import suite_benchmarks
 
 
 # Runs this process started before the current one. A run that is not its process's first shares the memory the
 # earlier ones left behind (freed, yet kept by the allocator): its peak RSS is not its own. Reports read it.
 _runs_started_here = 0
+SUB_RUN_POLL_S = 15.0  # how often a run waiting for a sub-run that another process trains looks again
 
 
 def say(message: str) -> None:
@@ -88,7 +89,13 @@ def _sub_runner(plan: RunPlan, profiler: Profiler, progress: bool, record: list)
         config = derived_config(plan.config, method, overrides)
         say(f"sub-run for {purpose}: {method} ({config.run_id()})")
         with profiler.phase("sub_run"):
-            run = execute(plan_run(config, results_root), progress=progress)
+            while True:
+                try:
+                    run = execute(plan_run(config, results_root), progress=progress)
+                    break
+                except RunOwnedError as err:  # another job trains this very sub-run: wait for it, then reuse it
+                    say(f"waiting for the sub-run another process is training ({err})")
+                    time.sleep(SUB_RUN_POLL_S)
         record.append({"purpose": purpose, "method": method, "run_dir": str(run.path), "run_id": config.run_id(),
                        "state": run.state()})
         if not run.is_completed():

@@ -27,7 +27,10 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
+
+from filelock import FileLock
 
 from harness.io import atomic_write_json, read_json
 from harness.paths import cache_dir
@@ -310,9 +313,6 @@ def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None 
             judge_kwargs: dict | None = None) -> Ranking:
     """Rank ``config.pen2sword.candidates`` for ``suite`` (cached by candidates, judge, questions, decoding)."""
     from harness import models
-    from harness.data.batches import encode_prompt
-    from harness.engine.validation import generate_responses
-    from harness.prompts import format_prompt
 
     judge_spec = judge or config.pen2sword.dpf_judge
     judge_obj = make_judge(judge_spec, **(judge_kwargs or {}))
@@ -321,8 +321,20 @@ def run_dpf(config, suite, *, judge: str | None = None, n_questions: int | None 
     questions = domain_questions(config, suite, n_questions or config.pen2sword.dpf_questions)
     resolved = {name: models.resolve_model(name, scale=config.scale, build=True) for name in config.pen2sword.candidates}
     path = ranking_path(config, suite, judge_spec, questions, resolved, top_k)
-    if use_cache and path.exists():
-        return Ranking(**{k: v for k, v in read_json(path).items() if k != "selected"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):  # one ranking per key, even when several jobs need it at once
+        if use_cache and path.exists():
+            return Ranking(**{k: v for k, v in read_json(path).items() if k != "selected"})
+        return _rank_candidates(config, suite, judge_obj, questions, resolved, path, top_k, say)
+
+
+def _rank_candidates(config, suite, judge_obj, questions, resolved: dict, path: Path, top_k: int, say) -> Ranking:
+    """:func:`run_dpf`'s work on a cache miss: each candidate answers (or is scored on the references), the judge
+    ranks them, and the ranking and the judgments are written to ``path``."""
+    from harness import models
+    from harness.data.batches import encode_prompt
+    from harness.engine.validation import generate_responses
+
     answers: dict[str, list[str]] = {}
     bits: dict[str, list[float]] = {}
     for name, ref in resolved.items():
