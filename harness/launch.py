@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,6 +23,8 @@ from typing import Any, Callable, Sequence
 from harness.config import ConfigError, RunConfig, check_value, config_from_dict, load_yaml
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
+# Every job submitted, one JSON line each, in the job folder: `harness runs` lists those not started yet as queued.
+JOBS_FILE = "jobs.jsonl"
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,15 @@ class RunJob:
         self.config, self.results_root = config, results_root
 
     def __call__(self) -> dict:
+        import os
+
+        import submitit
+
         from harness.engine.plan import plan_run
         from harness.engine.run import execute
 
+        env = submitit.JobEnvironment()  # the run records its job, for `harness runs`
+        os.environ.update(HARNESS_JOB_ID=str(env.job_id), HARNESS_JOB_LOG=str(env.paths.stdout))
         run = execute(plan_run(config_from_dict(self.config), self.results_root), progress=False)
         return {"run_dir": str(run.path), "state": run.state()}
 
@@ -189,6 +198,12 @@ class Launcher:
         with executor.batch():
             jobs = [executor.submit(RunJob(item.config.to_dict(), None if self.results_root is None
                                            else str(self.results_root))) for item in launched]
+        from harness.io import append_jsonl
+
+        append_jsonl(self.job_dir / JOBS_FILE, [
+            {"job_id": str(job.job_id), "log": str(job.paths.stdout), "launcher": self.kind,
+             "suite": item.config.suite, "method": item.config.method, "scale": item.config.scale,
+             "seed": item.config.seed, "submitted": time.time()} for item, job in zip(launched, jobs)])
         for item, job in zip(launched, jobs):
             item.job = job
             self.say(f"submitted {item.config.suite}/{item.config.method} (seed {item.config.seed}): job {job.job_id}, "

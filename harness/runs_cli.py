@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from harness.config import ConfigError
@@ -34,29 +35,64 @@ def run_row(run: RunDir) -> dict:
     ev = s.get("eval") or {}
     best = ev.get("best") or {}
     last_step = s["last_step"] if s["last_step"] is not None else (ev["steps"][-1] if ev.get("steps") else None)
+    status = run.status() or {}
     return {"suite": s["suite"] or run.path.parent.parent.name, "method": s["method"] or run.path.parent.name,
             "run_id": s["run_id"], "scale": s["scale"], "seed": s["seed"], "state": s["state"],
             "last_step": last_step, "max_steps": s["max_steps"], "best_step": s["best_step"],
-            "best_rouge1": best.get("rouge1"), "run_dir": s["run_dir"]}
+            "best_rouge1": best.get("rouge1"), "run_dir": s["run_dir"], "job_id": status.get("job_id"),
+            "log": status.get("log"), "eta_s": _eta(s["state"], status, last_step, s["max_steps"])}
+
+
+def _eta(state: str, status: dict, step: int | None, max_steps: int | None) -> float | None:
+    """Seconds a running first attempt still needs at its pace so far (None when it cannot be told)."""
+    if state != "running" or not step or not max_steps or status.get("attempts", 1) != 1 or not status.get("started"):
+        return None
+    elapsed = time.time() - float(status["started"])
+    return elapsed / step * max(max_steps - step, 0)
+
+
+def queued_jobs(root: Path, listed: list[dict]) -> list[dict]:
+    """Jobs submitted under ``root`` (``<root>/.jobs/jobs.jsonl``) whose run has not started and that have not
+    ended: ``harness runs`` lists them as queued, with the job id and the log it will write."""
+    from harness.io import read_jsonl
+    from harness.launch import JOBS_FILE
+
+    jobs_file = root / ".jobs" / JOBS_FILE
+    if not jobs_file.is_file():
+        return []
+    started = {r["job_id"] for r in listed if r.get("job_id")}
+    rows = []
+    for job in read_jsonl(jobs_file):
+        ended = (jobs_file.parent / f"{job['job_id']}_0_result.pkl").exists()
+        if job["job_id"] in started or ended:
+            continue
+        rows.append({"suite": job["suite"], "method": job["method"], "run_id": "-", "scale": job["scale"],
+                     "seed": job["seed"], "state": "queued", "last_step": None, "max_steps": None, "best_step": None,
+                     "best_rouge1": None, "run_dir": None, "job_id": job["job_id"], "log": job["log"], "eta_s": None})
+    return rows
 
 
 def list_runs(results_root: str | Path | None = None) -> list[dict]:
     """:func:`run_row` for every run under ``results_root`` (default: ``harness.paths.results_dir()``)."""
     root = Path(results_root).expanduser() if results_root is not None else results_dir()
-    return [run_row(run) for run in find_runs(root)]
+    rows = [run_row(run) for run in find_runs(root)]
+    return rows + queued_jobs(root, rows)
 
 
 def format_runs(rows: list[dict]) -> str:
-    header = ["suite", "method", "run id", "state", "step", "best R-1"]
+    header = ["suite", "method", "run id", "state", "job", "step", "best R-1"]
     table = []
     for r in rows:
         step = "-" if r["last_step"] is None else str(r["last_step"])
         if r.get("max_steps") and r["last_step"] is not None:
             step += f"/{r['max_steps']}"
+        if r.get("eta_s") is not None:
+            step += f" (ETA {r['eta_s'] / 60:.0f} min)"
         rouge = "-" if r["best_rouge1"] is None else f"{r['best_rouge1']:.4f}"
-        table.append([str(r["suite"]), str(r["method"]), str(r["run_id"]), str(r["state"]), step, rouge])
+        table.append([str(r["suite"]), str(r["method"]), str(r["run_id"]), str(r["state"]), str(r.get("job_id") or "-"),
+                      step, rouge])
     widths = [max(len(x[i]) for x in [header, *table]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths))).rstrip()
+    return "\n".join("  ".join(c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths))).rstrip()
                      for x in [header, *table])
 
 

@@ -90,7 +90,10 @@ class RunOwnedError(RuntimeError):
 
 
 def job_id() -> str | None:
-    """The scheduler's id of the job this process runs in (Slurm: array job_task, else job), if any."""
+    """The id of the job this process runs in: the launcher's (``HARNESS_JOB_ID``, set by a submitit job), else
+    Slurm's (array job_task, else job), else None."""
+    if os.environ.get("HARNESS_JOB_ID"):
+        return os.environ["HARNESS_JOB_ID"]
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array and task:
         return f"{array}_{task}"
@@ -293,7 +296,8 @@ class RunDir:
             atomic_write_json(self.path / f"provenance.attempt-{attempts - 1}.json", read_json(self.provenance_path))
         atomic_write_json(self.provenance_path, provenance)
         repair_jsonl(self.metrics_path)
-        self.set_status(RUNNING, attempts=attempts, started=time.time())
+        job = {k: v for k, v in (("job_id", job_id()), ("log", os.environ.get("HARNESS_JOB_LOG"))) if v}
+        self.set_status(RUNNING, attempts=attempts, started=time.time(), **job)
 
     def set_status(self, state: str, **fields: Any) -> None:
         """Merge ``fields`` into status.json with ``state``, stamped with who wrote it and when:

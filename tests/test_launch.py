@@ -40,6 +40,16 @@ def test_a_run_launched_as_a_job_completes(tmp_path, capsys):
     assert summary["state"] == "completed" and summary["last_step"] == 120
     assert "job" in out.err and "_log.out" in out.err  # the job's id and log are named
     assert list((results / ".jobs").glob("*_log.out"))  # submitit's job folder under the results root
+    # `harness runs` names each run's job and log, and lists a job not started yet as queued.
+    (job,) = [json.loads(line) for line in (results / ".jobs" / "jobs.jsonl").read_text().splitlines()]
+    with (results / ".jobs" / "jobs.jsonl").open("a") as jobs:
+        jobs.write(json.dumps({**job, "job_id": "999999", "method": "dora"}) + "\n")
+    assert main(["runs", "--results-dir", str(results), "--json"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["lora"]["job_id"] == job["job_id"] and rows["lora"]["log"] == job["log"]
+    assert rows["lora"]["state"] == "completed" and rows["dora"]["state"] == "queued"
+    assert main(["runs", "--results-dir", str(results)]) == 0
+    assert "999999" in capsys.readouterr().out
 
 
 def test_a_requeued_job_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path):
