@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from harness.engine.trackers import add_tracker_argument, use_trackers_from_args
 from harness.launch import add_launcher_arguments, launcher_from_args
 from harness.registry import register_commands
 
@@ -32,6 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = resolve_config(yaml_path=args.config, overrides=overrides, given=given,
                             method_overrides_for=method_overrides)
     plan = plan_run(config, args.results_dir)  # every check before anything is created
+    use_trackers_from_args(args)
     launcher = launcher_from_args(args, args.results_dir, say=lambda m: print(m, file=sys.stderr))
     if args.dry_run:
         print(json.dumps(plan.to_dict(), indent=2, default=str) if args.json else format_plan(plan))
@@ -81,6 +83,7 @@ def add_run_parsers(sub) -> None:
                    help="with --scale paper: the paper preset's code path on the built-in nano models, a few steps")
     p.add_argument("--json", action="store_true", help="print the plan (--dry-run) or the summary as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.lr=3e-4 alpha=0.25")
+    add_tracker_argument(p)
     add_launcher_arguments(p)
     p.set_defaults(func=cmd_run)
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.engine.trackers import add_tracker_argument, use_trackers_from_args
 from harness.launch import add_launcher_arguments, launcher_from_args
 from harness.registry import register_commands
 
@@ -51,6 +52,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--results-dir", help="results root (default ./results or $HARNESS_RESULTS)")
     p.add_argument("--out", default="report", help="output directory (default ./report)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate of its time; run nothing")
+    add_tracker_argument(p)
     add_launcher_arguments(p)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_reproduce)
@@ -291,6 +293,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for difference in differences(specs, args.scale, seeds_used, overrides) or ["none"]:
         print(f"  - {difference}")
     launcher = launcher_from_args(args, args.results_dir, say=lambda m: print(m, file=sys.stderr))
+    use_trackers_from_args(args)
     if args.dry_run:
         if launcher.kind != "local":
             print("\n".join(launcher.describe([need.config for need in todo])))

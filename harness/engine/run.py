@@ -27,6 +27,7 @@ from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters, load_trainable_state, quantize_for_qlora, trainable_summary
 from harness.method import MethodContext, Prepared
 from harness.engine.profiler import Profiler
+from harness.engine.trackers import close_trackers, log_rows, open_trackers
 from harness.engine.trainer import Trainer, evaluate_validation, make_accelerator
 from harness.io import atomic_write_json, read_json
 from harness.engine.plan import RunPlan, plan_run
@@ -244,11 +245,14 @@ def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, pr
     global _runs_started_here
     runs_before, _runs_started_here = _runs_started_here, _runs_started_here + 1
 
+    trackers: list = []  # TensorBoard / W&B / MLflow, where chosen (harness.engine.trackers)
+
     def emit(rows: list[dict]) -> None:
         if main:
             now = time.time() - started
             attempt = (run.status() or {}).get("attempts", 1)
             run.log([{**row, "time": round(now, 3), "attempt": attempt} for row in rows])
+            log_rows(trackers, rows)
 
     profiler = Profiler(emit)
     if main:
@@ -257,6 +261,7 @@ def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, pr
                           planned_models={r: m.to_dict() for r, m in plan.models.items()})
         run.create(config.to_dict(), provenance)
         say(f"run directory: {run.path}")
+        trackers = open_trackers(run.path, f"{config.suite}/{config.method}/{run.path.name}", config.to_dict())
     try:
         sub_runs: list[dict] = []
 
@@ -337,6 +342,7 @@ def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, pr
         raise
     finally:
         profiler.close()
+        close_trackers(trackers)
 
 
 def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list[int], emit, profiler,
