@@ -40,6 +40,9 @@ class SlurmOptions:
     mem_gb: float | None = None
     time_min: int = 24 * 60  # a run past it is requeued and resumes from its latest checkpoint
     max_parallel: int = 16  # array parallelism: jobs running at once
+    # Processes training one run, data-parallel (DDP through accelerate, started by torchrun inside the job); None
+    # = one per GPU asked for (gpus_per_run), at least one.
+    processes_per_run: int | None = None
     sbatch: tuple[str, ...] = ()  # extra sbatch options, e.g. "--exclusive", "--mail-type=END"
     job_dir: str | None = None  # submitit's folder (scripts, logs, pickles); default <results>/.jobs
 
@@ -50,6 +53,8 @@ class SlurmOptions:
         check_value(self.mem_gb is None or self.mem_gb > 0, "slurm.mem_gb", self.mem_gb, "null or > 0")
         check_value(self.time_min >= 1, "slurm.time_min", self.time_min, ">= 1 (minutes)")
         check_value(self.max_parallel >= 1, "slurm.max_parallel", self.max_parallel, ">= 1")
+        check_value(self.processes_per_run is None or self.processes_per_run >= 1, "slurm.processes_per_run",
+                    self.processes_per_run, "null (one per GPU) or >= 1")
         for line in self.sbatch:
             check_value(line.startswith("--"), "slurm.sbatch", line, "sbatch long options, e.g. --exclusive")
 
@@ -68,6 +73,10 @@ class SlurmOptions:
             data["sbatch"] = tuple(data["sbatch"])
         return cls(**data)
 
+    @property
+    def processes(self) -> int:
+        return self.processes_per_run or max(self.gpus_per_run, 1)
+
     def executor_parameters(self, name: str) -> dict:
         """``AutoExecutor.update_parameters`` keywords (Slurm's prefixed ``slurm_``)."""
         extra = {}
@@ -83,12 +92,19 @@ class SlurmOptions:
 
 
 class RunJob:
-    """One run as a submitit job: plan the config where the job runs, execute it, resume after a requeue."""
+    """One run as a submitit job: plan the config where the job runs, execute it, resume after a requeue. With
+    several processes the job starts them with torchrun (each a rank of accelerate's DDP) and waits."""
 
-    def __init__(self, config: dict, results_root: str | None):
-        self.config, self.results_root = config, results_root
+    def __init__(self, config: dict, results_root: str | None, processes: int = 1):
+        self.config, self.results_root, self.processes = config, results_root, processes
+        self._ranks = None  # the torchrun process, while one runs
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_ranks": None}
 
     def __call__(self) -> dict:
+        if self.processes > 1:
+            return self._call_ranks()
         import os
 
         import submitit
@@ -106,7 +122,40 @@ class RunJob:
         directory's own, so the requeued job resumes from the latest one."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(RunJob(self.config, self.results_root))
+        if self._ranks is not None and self._ranks.poll() is None:  # the ranks stop too (marked interrupted)
+            self._ranks.terminate()
+            try:
+                self._ranks.wait(timeout=60)
+            except Exception:  # noqa: BLE001  (still running: the requeue ends the job anyway)
+                pass
+        return submitit.helpers.DelayedSubmission(RunJob(self.config, self.results_root, self.processes))
+
+    def _call_ranks(self) -> dict:
+        import json
+        import os
+        import subprocess
+        import tempfile
+
+        import submitit
+
+        env = submitit.JobEnvironment()
+        os.environ.update(HARNESS_JOB_ID=str(env.job_id), HARNESS_JOB_LOG=str(env.paths.stdout))
+        with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
+            path = Path(tmp) / "config.json"
+            path.write_text(json.dumps(self.config))
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       f"--nproc_per_node={self.processes}", "-m", "harness.engine", str(path)]
+            if self.results_root is not None:
+                command.append(self.results_root)
+            self._ranks = subprocess.Popen(command)
+            code = self._ranks.wait()
+        if code != 0:
+            raise RuntimeError(f"the run's {self.processes} processes ended with exit code {code}; the job log "
+                               f"{env.paths.stdout} and the run directory's status.json say why")
+        from harness.engine.plan import plan_run
+
+        run = plan_run(config_from_dict(self.config), self.results_root).run  # planned here, as the ranks did
+        return {"run_dir": str(run.path), "state": run.state()}
 
 
 @dataclass
@@ -197,7 +246,7 @@ class Launcher:
         executor.update_parameters(**params)
         with executor.batch():
             jobs = [executor.submit(RunJob(item.config.to_dict(), None if self.results_root is None
-                                           else str(self.results_root))) for item in launched]
+                                           else str(self.results_root), self.slurm.processes)) for item in launched]
         from harness.io import append_jsonl
 
         append_jsonl(self.job_dir / JOBS_FILE, [
@@ -241,6 +290,8 @@ def add_launcher_arguments(parser) -> None:
     group.add_argument("--mem-gb", type=float)
     group.add_argument("--time-min", type=int, help="a job's time limit; a run past it is requeued and resumes")
     group.add_argument("--max-parallel", type=int, help="jobs running at once (Slurm array parallelism)")
+    group.add_argument("--processes-per-run", type=int,
+                       help="data-parallel processes training each run (default: one per GPU of --gpus-per-run)")
     group.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
                        help="an extra sbatch option, e.g. --sbatch=--exclusive (repeatable)")
     group.add_argument("--job-dir", help="where submitit keeps job scripts and logs (default <results>/.jobs)")
@@ -250,5 +301,6 @@ def launcher_from_args(args, results_root: str | None, say: Callable[[str], None
     slurm = SlurmOptions.load(args.slurm_config, partition=args.partition, account=args.account, qos=args.qos,
                               constraint=args.constraint, gpus_per_run=args.gpus_per_run,
                               cpus_per_run=args.cpus_per_run, mem_gb=args.mem_gb, time_min=args.time_min,
-                              max_parallel=args.max_parallel, sbatch=tuple(args.sbatch), job_dir=args.job_dir)
+                              max_parallel=args.max_parallel, processes_per_run=args.processes_per_run,
+                              sbatch=tuple(args.sbatch), job_dir=args.job_dir)
     return Launcher(kind=args.launcher, results_root=results_root, slurm=slurm, say=say)

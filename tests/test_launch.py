@@ -121,3 +121,25 @@ def test_reproduce_through_submitit_matches_the_local_launcher(tmp_path):
                              json.loads((results / "report" / "claims.json").read_text()))
     assert "| Pen2Sword |" in reports["local"][0]
     assert reports["submitit-local"] == reports["local"]
+
+
+def test_a_job_trains_its_run_with_several_processes(tmp_path):
+    """--processes-per-run 2: torchrun inside the job, accelerate's DDP over 2 CPU processes (gloo); the run
+    reaches the single-process losses, and its profile sums the memory of both processes and says so."""
+    config = nano_lora("training.max_steps=8", "training.eval_every=4", "training.checkpoint_steps=[4,8]")
+    options = SlurmOptions(processes_per_run=2)
+    item, = Launcher("submitit-local", str(tmp_path / "ddp"), slurm=options, say=lambda m: None).launch([config])
+    single, = Launcher("submitit-local", str(tmp_path / "one"), say=lambda m: None).launch([config])
+    assert item.wait(), item.error
+    assert single.wait(), single.error
+    run = RunDir(item.run_dir)
+    profile = run.status()["profile"]
+    assert profile["processes"] == 2 and len(profile["per_process"]) == 2
+    assert profile["process_peak_rss_mb_sum"] == pytest.approx(
+        sum(p["process_peak_rss_mb"] for p in profile["per_process"]))
+    assert "summed over the run's 2 processes" in profile["memory_note"]
+    ddp, one = curve(run), curve(RunDir(single.run_dir))
+    assert ddp.keys() == one.keys()
+    for key in ddp:  # the same global batch, reduced in another order (and LoRA dropout drawn per process)
+        if key[1] in ("loss", "eval_loss", "rouge1"):
+            assert ddp[key] == pytest.approx(one[key], rel=1e-3, abs=1e-6), key

@@ -487,6 +487,25 @@ class Profiler:
                 "nvml_device": None if self.nvml_selector is None else "=".join(map(str, self.nvml_selector)),
                 "unavailable": dict(self.unavailable), "phases": phases}
 
+    def across_processes(self, num_processes: int) -> dict:
+        """A run trained by several processes (DDP: one per device) uses the memory of all of them: each
+        process's peak RSS and CUDA peak, and their sums, which is the run's footprint. Every process must
+        call this (it gathers); {} for a single process."""
+        if num_processes <= 1:
+            return {}
+        import torch.distributed as dist
+
+        mine = {"process_peak_rss_mb": process_peak_rss_mb(),
+                "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / MB if torch.cuda.is_available() else None}
+        gathered: list = [None] * num_processes
+        dist.all_gather_object(gathered, mine)
+        cuda = [g["cuda_max_allocated_mb"] for g in gathered]
+        return {"processes": num_processes, "per_process": gathered,
+                "process_peak_rss_mb_sum": sum(g["process_peak_rss_mb"] for g in gathered),
+                "cuda_max_allocated_mb_sum": None if None in cuda else sum(cuda),
+                "memory_note": f"summed over the run's {num_processes} processes (one per device); the phase "
+                               "figures are process 0's, per_process has each"}
+
     @property
     def sampling(self) -> bool:
         """Whether the sampler thread is running."""

@@ -324,9 +324,10 @@ def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, pr
             run_benchmarks(run, config, model, tokenizer, benchmark_steps(config, best_step, spec.trains),
                            emit, profiler, from_checkpoints=spec.trains)
         accelerator.wait_for_everyone()
+        across = profiler.across_processes(accelerator.num_processes)  # every process takes part
         if main:
             run.complete(best_step=best_step, phase_seconds=profiler.phase_seconds,
-                         wall_seconds=profiler.wall_seconds(), profile=profiler.summary(),
+                         wall_seconds=profiler.wall_seconds(), profile={**profiler.summary(), **across},
                          runs_before_in_process=runs_before)
             say(f"completed: {run.path}")
         return run
