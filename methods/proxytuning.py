@@ -133,6 +133,11 @@ class ProxyTuned(torch.nn.Module):
             eos = {self.config.eos_token_id} if isinstance(self.config.eos_token_id, int) else set(self.config.eos_token_id)
         pad = pad_token_id if pad_token_id is not None else next(iter(eos), 0)
         sequence, fresh = input_ids, input_ids
+        # A stop string ends at the newest token, so only the newest tokens need decoding at each step: as many
+        # as the longest stop string has characters (a token writes at least one), plus one so that the first
+        # token's decoding (which may drop a leading space) never holds part of it. Decoding the whole
+        # continuation at every step costs O(length²).
+        window = 1 + max((len(s) for s in stop_strings or ()), default=0)
         caches: list = [None, None, None]
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         prompt_len = input_ids.shape[1]
@@ -161,7 +166,8 @@ class ProxyTuned(torch.nn.Module):
                 stopped = stopping_criteria(sequence, scores)
                 done |= stopped if isinstance(stopped, torch.Tensor) else torch.full_like(done, bool(stopped))
             if stop_strings and tokenizer is not None:
-                texts = tokenizer.batch_decode(sequence[:, prompt_len:], skip_special_tokens=True)
+                texts = tokenizer.batch_decode(sequence[:, max(prompt_len, sequence.shape[1] - window):],
+                                               skip_special_tokens=True)
                 done |= torch.tensor([any(s in t for s in stop_strings) for t in texts], device=done.device)
             if bool(done.all()):
                 break

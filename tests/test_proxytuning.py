@@ -65,6 +65,33 @@ def test_cached_decoding_gives_the_tokens_of_recomputation(trio):
     assert int(cached[0, width]) == int(first)
 
 
+def test_stop_strings_end_rows_where_decoding_the_whole_continuation_would(trio):
+    """Only the newest tokens are decoded for the stop check; rows stop at the very token a check of the whole
+    continuation stops at."""
+    proxy, tok = trio
+    prompts = ["def add(a, b):\n", "import collections\nclass Counter", "x = [", "# a comment\n"]
+    enc = [tok(p)["input_ids"] for p in prompts]
+    width = max(map(len, enc))
+    ids = torch.full((len(enc), width), tok.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, e in enumerate(enc):
+        ids[i, width - len(e):], mask[i, width - len(e):] = torch.tensor(e), 1
+    free = proxy.generate(ids, mask, max_new_tokens=24, eos_token_id=-1)
+    texts = [tok.decode(row[width:], skip_special_tokens=True) for row in free]
+    # Stops the free continuations do write, some late: a few characters from the middle of each row's text.
+    stops = [t[len(t) // 2: len(t) // 2 + 3] for t in texts if len(t) > 8][:2]
+    assert stops
+    stopped = proxy.generate(ids, mask, max_new_tokens=24, eos_token_id=-1, stop_strings=stops, tokenizer=tok,
+                             pad_token_id=tok.pad_token_id)
+    for row, free_row in zip(stopped, free):
+        new = free_row[width:].tolist()
+        # The reference: the first length at which the decoded continuation holds a stop.
+        end = next((n for n in range(1, len(new) + 1)
+                    if any(s in tok.decode(new[:n], skip_special_tokens=True) for s in stops)), len(new))
+        assert row[width: width + end].tolist() == new[:end]
+        assert all(int(t) == tok.pad_token_id for t in row[width + end:])
+
+
 def test_vocabularies_must_cover_the_target(trio):
     from tiny import benchmark_tokenizer as tiny_tokenizer
 
