@@ -40,6 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if launcher.kind != "local":
             print("\n".join(launcher.describe([plan.config])))
         return 0
+    from harness.runstore import RunDir
+    from harness.summary import format_summary, summarize
+
     if launcher.kind != "local":  # a job of its own (through submitit), waited for
         if args.force or args.resume != "auto":
             raise ConfigError("--force and --resume never apply to a launched job; run it with --launcher local")
@@ -49,16 +52,11 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         if not ok:
             return 1
-        from harness.runstore import RunDir
-        from harness.summary import format_summary, summarize
-
         run = RunDir(item.run_dir)
-        print(json.dumps(summarize(run), indent=2, default=str) if args.json else format_summary(summarize(run)))
-        return 0
-    from harness.engine.run import execute
-    from harness.summary import format_summary, summarize
+    else:
+        from harness.engine.run import execute
 
-    run = execute(plan, force=args.force, resume=args.resume, progress=not args.no_progress)
+        run = execute(plan, force=args.force, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(summarize(run), indent=2, default=str) if args.json else format_summary(summarize(run)))
     return 0
 

@@ -50,8 +50,6 @@ def one_of(key: str, value: Any, choices: tuple) -> None:
     check_value(value in choices, key, value, " | ".join(map(str, choices)))
 
 
-_check, _one_of = check_value, one_of
-
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -65,7 +63,7 @@ class ModelConfig:
     dtype: str = "float32"  # storage dtype of the loaded weights
 
     def __post_init__(self) -> None:
-        _one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
 
 
 @dataclass(frozen=True)
@@ -80,12 +78,12 @@ class DataConfig:
     max_prompt_tokens: int = 256
 
     def __post_init__(self) -> None:
-        _one_of("data.source", self.source, ("offline", "hub"))
-        _one_of("data.train_part", self.train_part, ("all", "first-half", "second-half"))
-        _check(1 <= self.n_validation <= 10_000, "data.n_validation", self.n_validation, "1..10000")
-        _check(self.max_train_samples is None or self.max_train_samples >= 1, "data.max_train_samples",
+        one_of("data.source", self.source, ("offline", "hub"))
+        one_of("data.train_part", self.train_part, ("all", "first-half", "second-half"))
+        check_value(1 <= self.n_validation <= 10_000, "data.n_validation", self.n_validation, "1..10000")
+        check_value(self.max_train_samples is None or self.max_train_samples >= 1, "data.max_train_samples",
                self.max_train_samples, "null or >= 1")
-        _check(self.max_prompt_tokens >= MIN_PROMPT_TOKENS, "data.max_prompt_tokens", self.max_prompt_tokens,
+        check_value(self.max_prompt_tokens >= MIN_PROMPT_TOKENS, "data.max_prompt_tokens", self.max_prompt_tokens,
                f">= {MIN_PROMPT_TOKENS} (a shorter prompt loses the instruction)")
 
 
@@ -120,29 +118,29 @@ class TrainingConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
-        _check(self.max_steps >= 0, "training.max_steps", self.max_steps, ">= 0")
-        _check(self.schedule_steps is None or self.schedule_steps >= 1, "training.schedule_steps",
+        check_value(self.max_steps >= 0, "training.max_steps", self.max_steps, ">= 0")
+        check_value(self.schedule_steps is None or self.schedule_steps >= 1, "training.schedule_steps",
                self.schedule_steps, "null (= max_steps) or >= 1")
-        _check(0 < self.lr <= 1, "training.lr", self.lr, "0 < lr <= 1")
-        _one_of("training.scheduler", self.scheduler, ("cosine", "linear", "constant"))
-        _check(self.warmup_steps >= 0, "training.warmup_steps", self.warmup_steps, ">= 0")
-        _check(self.batch_size >= 1, "training.batch_size", self.batch_size, ">= 1")
-        _check(self.grad_accum >= 1, "training.grad_accum", self.grad_accum, ">= 1")
-        _check(8 <= self.seq_len <= 131_072, "training.seq_len", self.seq_len, "8..131072")
-        _one_of("training.precision", self.precision, PRECISIONS)
-        _check(self.weight_decay >= 0, "training.weight_decay", self.weight_decay, ">= 0")
-        _check(self.max_grad_norm > 0, "training.max_grad_norm", self.max_grad_norm, "> 0")
-        _one_of("training.peft", self.peft, ("lora", "dora", "qlora", "full", "none"))
-        _check(self.lora_r >= 1, "training.lora_r", self.lora_r, ">= 1")
-        _check(self.lora_alpha >= 1, "training.lora_alpha", self.lora_alpha, ">= 1")
-        _check(0 <= self.lora_dropout < 1, "training.lora_dropout", self.lora_dropout, "0 <= p < 1")
-        _check(len(self.lora_target_modules) > 0, "training.lora_target_modules",
+        check_value(0 < self.lr <= 1, "training.lr", self.lr, "0 < lr <= 1")
+        one_of("training.scheduler", self.scheduler, ("cosine", "linear", "constant"))
+        check_value(self.warmup_steps >= 0, "training.warmup_steps", self.warmup_steps, ">= 0")
+        check_value(self.batch_size >= 1, "training.batch_size", self.batch_size, ">= 1")
+        check_value(self.grad_accum >= 1, "training.grad_accum", self.grad_accum, ">= 1")
+        check_value(8 <= self.seq_len <= 131_072, "training.seq_len", self.seq_len, "8..131072")
+        one_of("training.precision", self.precision, PRECISIONS)
+        check_value(self.weight_decay >= 0, "training.weight_decay", self.weight_decay, ">= 0")
+        check_value(self.max_grad_norm > 0, "training.max_grad_norm", self.max_grad_norm, "> 0")
+        one_of("training.peft", self.peft, ("lora", "dora", "qlora", "full", "none"))
+        check_value(self.lora_r >= 1, "training.lora_r", self.lora_r, ">= 1")
+        check_value(self.lora_alpha >= 1, "training.lora_alpha", self.lora_alpha, ">= 1")
+        check_value(0 <= self.lora_dropout < 1, "training.lora_dropout", self.lora_dropout, "0 <= p < 1")
+        check_value(len(self.lora_target_modules) > 0, "training.lora_target_modules",
                self.lora_target_modules, "a non-empty list of module names")
-        _one_of("training.loss_on", self.loss_on, ("response", "full"))
-        _check(self.eval_every >= 1, "training.eval_every", self.eval_every, ">= 1")
-        _check(all(s >= 1 for s in self.checkpoint_steps), "training.checkpoint_steps",
+        one_of("training.loss_on", self.loss_on, ("response", "full"))
+        check_value(self.eval_every >= 1, "training.eval_every", self.eval_every, ">= 1")
+        check_value(all(s >= 1 for s in self.checkpoint_steps), "training.checkpoint_steps",
                self.checkpoint_steps, "positive step numbers")
-        _check(self.log_every >= 1, "training.log_every", self.log_every, ">= 1")
+        check_value(self.log_every >= 1, "training.log_every", self.log_every, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -163,17 +161,17 @@ class EvalConfig:
     continuous_metrics: bool = True  # bits per byte of each item's reference text (+ p(correct) for MMLU)
 
     def __post_init__(self) -> None:
-        _one_of("eval.rouge_mode", self.rouge_mode, ("generate", "teacher-forced"))
-        _one_of("eval.rouge_tokenizer", self.rouge_tokenizer, ("code", "default"))
-        _check(self.max_new_tokens >= 1, "eval.max_new_tokens", self.max_new_tokens, ">= 1")
-        _check(self.eval_batch_size >= 1, "eval.eval_batch_size", self.eval_batch_size, ">= 1")
-        _check(self.benchmark_limit is None or self.benchmark_limit >= 1, "eval.benchmark_limit",
+        one_of("eval.rouge_mode", self.rouge_mode, ("generate", "teacher-forced"))
+        one_of("eval.rouge_tokenizer", self.rouge_tokenizer, ("code", "default"))
+        check_value(self.max_new_tokens >= 1, "eval.max_new_tokens", self.max_new_tokens, ">= 1")
+        check_value(self.eval_batch_size >= 1, "eval.eval_batch_size", self.eval_batch_size, ">= 1")
+        check_value(self.benchmark_limit is None or self.benchmark_limit >= 1, "eval.benchmark_limit",
                self.benchmark_limit, "null or >= 1")
-        _check(self.benchmark_max_new_tokens >= 1, "eval.benchmark_max_new_tokens",
+        check_value(self.benchmark_max_new_tokens >= 1, "eval.benchmark_max_new_tokens",
                self.benchmark_max_new_tokens, ">= 1")
-        _check(self.subsample_seed >= 0, "eval.subsample_seed", self.subsample_seed, ">= 0")
+        check_value(self.subsample_seed >= 0, "eval.subsample_seed", self.subsample_seed, ">= 0")
         for kind, shots in self.fewshot.items():
-            _check(isinstance(shots, int) and not isinstance(shots, bool) and shots >= 0, f"eval.fewshot.{kind}",
+            check_value(isinstance(shots, int) and not isinstance(shots, bool) and shots >= 0, f"eval.fewshot.{kind}",
                    shots, "a number of shots >= 0")
         object.__setattr__(self, "fewshot", {k: n for k, n in sorted(self.fewshot.items()) if n})  # 0 = left out
         if self.fewshot:
@@ -192,11 +190,7 @@ class EvalConfig:
         """What run ids hash: the fields as before eval.fewshot replaced ``mmlu_fewshot``, ``math_fewshot`` and
         ``gsm8k_fewshot`` (hashed under those keys, 0 included, so earlier runs keep their ids); any other
         kind's shots count only when set, under ``fewshot``."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name != "fewshot" and not ("neutral" in f.metadata and value == f.metadata["neutral"]):
-                out[f.name] = _to_plain(value)
+        out = _field_identity(self, skip=("fewshot",))
         for kind in self._FEWSHOT_FIELDS_BEFORE:
             out[f"{kind}_fewshot"] = self.fewshot.get(kind, 0)
         others = {k: n for k, n in self.fewshot.items() if k not in self._FEWSHOT_FIELDS_BEFORE}
@@ -289,8 +283,8 @@ class RunConfig:
         for section in registered.values():
             if section.check is not None:
                 section.check(self)
-        _one_of("scale", self.scale, SCALES)
-        _check(0 <= self.seed < 2**32, "seed", self.seed, "0 <= seed < 2**32")
+        one_of("scale", self.scale, SCALES)
+        check_value(0 <= self.seed < 2**32, "seed", self.seed, "0 <= seed < 2**32")
         if self.data.max_prompt_tokens >= self.training.seq_len:
             raise ConfigError(
                 f"data.max_prompt_tokens={self.data.max_prompt_tokens} leaves no room for the response in "
@@ -307,17 +301,11 @@ class RunConfig:
     def schedule_steps(self) -> int:
         return self.training.schedule_steps or max(self.training.max_steps, 1)
 
-    def with_section(self, name: str, **changes: Any) -> "RunConfig":
-        """This config with fields of section ``name`` changed (``dataclasses.replace`` for a section)."""
-        return dataclasses.replace(self, sections={**self.sections,
-                                                   name: dataclasses.replace(self.sections[name], **changes)})
-
     def to_dict(self) -> dict:
         """The resolved config as ``config.json`` holds it: sections at the top level, beside the core's."""
-        out = {f.name: _to_plain(dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(
-            getattr(self, f.name)) else getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "sections"}
-        out.update({name: _to_plain(dataclasses.asdict(value)) for name, value in self.sections.items()})
-        return out
+        values = {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sections"},
+                  **self.sections}
+        return _to_plain({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()})
 
     def run_id(self) -> str:
         """Derived from the resolved config (which includes the seed): same config, same id. A field added
@@ -350,9 +338,14 @@ def _identity(config: Any) -> dict:
     later left out while at its neutral value."""
     if hasattr(config, "identity"):  # a section that hashes a different shape than it holds (kept ids)
         return config.identity()
+    return _field_identity(config, skip=("sections",))  # a run config's sections: see _run_identity
+
+
+def _field_identity(config: Any, skip: tuple[str, ...] = ()) -> dict:
+    """:func:`_identity` field by field, leaving out the fields named in ``skip``."""
     out = {}
     for f in dataclasses.fields(config):
-        if f.name == "sections":  # a run config's sections: see _run_identity
+        if f.name in skip:
             continue
         value = getattr(config, f.name)
         if "neutral" in f.metadata and value == f.metadata["neutral"]:
@@ -510,7 +503,7 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def preset(scale: str) -> dict:
-    _one_of("scale", scale, SCALES)
+    one_of("scale", scale, SCALES)
     return load_yaml(PRESETS_DIR / f"{scale}.yaml")
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.config import ConfigError, RunConfig, check_value, config_from_dict, load_yaml
+from harness.config import ConfigError, RunConfig, check_value, config_from_dict, load_yaml, one_of
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
 # Every job submitted, one JSON line each, in the job folder: `harness runs` lists those not started yet as queued.
@@ -103,18 +103,25 @@ class RunJob:
         return {**self.__dict__, "_ranks": None}
 
     def __call__(self) -> dict:
-        if self.processes > 1:
-            return self._call_ranks()
         import os
 
         import submitit
 
         from harness.engine.plan import plan_run
-        from harness.engine.run import execute
+        from harness.engine.run import execute, run_in_subprocess
 
         env = submitit.JobEnvironment()  # the run records its job, for `harness runs`
         os.environ.update(HARNESS_JOB_ID=str(env.job_id), HARNESS_JOB_LOG=str(env.paths.stdout))
-        run = execute(plan_run(config_from_dict(self.config), self.results_root), progress=False)
+        config = config_from_dict(self.config)
+        if self.processes == 1:
+            run = execute(plan_run(config, self.results_root), progress=False)
+        else:
+            code = run_in_subprocess(config, self.results_root, processes=self.processes,
+                                     started=lambda process: setattr(self, "_ranks", process))
+            if code != 0:
+                raise RuntimeError(f"the run's {self.processes} processes ended with exit code {code}; the job log "
+                                   f"{env.paths.stdout} and the run directory's status.json say why")
+            run = plan_run(config, self.results_root).run  # planned here, as the ranks did
         return {"run_dir": str(run.path), "state": run.state()}
 
     def checkpoint(self, *args: Any, **kwargs: Any):
@@ -129,33 +136,6 @@ class RunJob:
             except Exception:  # noqa: BLE001  (still running: the requeue ends the job anyway)
                 pass
         return submitit.helpers.DelayedSubmission(RunJob(self.config, self.results_root, self.processes))
-
-    def _call_ranks(self) -> dict:
-        import json
-        import os
-        import subprocess
-        import tempfile
-
-        import submitit
-
-        env = submitit.JobEnvironment()
-        os.environ.update(HARNESS_JOB_ID=str(env.job_id), HARNESS_JOB_LOG=str(env.paths.stdout))
-        with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
-            path = Path(tmp) / "config.json"
-            path.write_text(json.dumps(self.config))
-            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                       f"--nproc_per_node={self.processes}", "-m", "harness.engine", str(path)]
-            if self.results_root is not None:
-                command.append(self.results_root)
-            self._ranks = subprocess.Popen(command)
-            code = self._ranks.wait()
-        if code != 0:
-            raise RuntimeError(f"the run's {self.processes} processes ended with exit code {code}; the job log "
-                               f"{env.paths.stdout} and the run directory's status.json say why")
-        from harness.engine.plan import plan_run
-
-        run = plan_run(config_from_dict(self.config), self.results_root).run  # planned here, as the ranks did
-        return {"run_dir": str(run.path), "state": run.state()}
 
 
 @dataclass
@@ -199,7 +179,7 @@ class Launcher:
     say: Callable[[str], None] = print
 
     def __post_init__(self) -> None:
-        check_value(self.kind in LAUNCHERS, "--launcher", self.kind, " | ".join(LAUNCHERS))
+        one_of("--launcher", self.kind, LAUNCHERS)
 
     @property
     def job_dir(self) -> Path:

@@ -56,6 +56,12 @@ def _own_create_time() -> float | None:
         return None
 
 
+def this_process() -> dict:
+    """Who writes: ``host``, ``pid`` and the process's ``pid_create_time`` (what tells a live writer from a dead
+    one, :func:`pid_alive`)."""
+    return {"host": hostname(), "pid": os.getpid(), "pid_create_time": _own_create_time()}
+
+
 def pid_alive(pid: int, create_time: float | None = None) -> bool:
     """Whether process ``pid`` exists on this host and is the one that started at ``create_time``.
 
@@ -229,8 +235,7 @@ class RunDir:
         the scheduler's job id, with a heartbeat refreshed every :data:`HEARTBEAT_S` by a daemon thread. A live
         claim raises :class:`RunOwnedError` naming its owner; a dead one (its process gone on this host, or its
         heartbeat stale from another) is taken over, with a message. Released on the way out."""
-        record = {"host": hostname(), "pid": os.getpid(), "pid_create_time": _own_create_time(), "job_id": job_id(),
-                  "claimed": time.time(), "heartbeat": time.time()}
+        record = {**this_process(), "job_id": job_id(), "claimed": time.time(), "heartbeat": time.time()}
         self.owner_path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a stale claim removed by a rival taker in between: look again
             try:
@@ -302,8 +307,7 @@ class RunDir:
     def set_status(self, state: str, **fields: Any) -> None:
         """Merge ``fields`` into status.json with ``state``, stamped with who wrote it and when:
         ``updated``, ``host``, ``pid`` and ``pid_create_time`` (what :meth:`state` checks)."""
-        status = {**(self.status() or {}), **fields, "state": state, "updated": time.time(),
-                  "host": hostname(), "pid": os.getpid(), "pid_create_time": _own_create_time()}
+        status = {**(self.status() or {}), **fields, "state": state, "updated": time.time(), **this_process()}
         atomic_write_json(self.status_path, status)
 
     def complete(self, **fields: Any) -> None:

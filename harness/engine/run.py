@@ -16,6 +16,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import transformers
@@ -384,17 +385,29 @@ def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list
         emit(rows)
 
 
-def run_in_subprocess(config: RunConfig, results_root: str | Path | None) -> int:
+def run_in_subprocess(config: RunConfig, results_root: str | Path | None, *, processes: int = 1,
+                      started: Callable[[Any], None] | None = None) -> int:
     """:func:`execute` ``config`` in a Python process of its own; its exit code. ``harness reproduce`` runs each
     run so: a run's memory and threads are its own, not what the runs before it in one process left behind
-    (peak RSS would otherwise climb run after run), and a run that crashes does not take the plan with it."""
+    (peak RSS would otherwise climb run after run), and a run that crashes does not take the plan with it.
+    With ``processes`` > 1, torchrun starts that many, each a rank of accelerate's DDP. ``started`` receives
+    the process once it runs (a job stops it when it is requeued)."""
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
         path = Path(tmp) / "config.json"
         path.write_text(json.dumps(config.to_dict()))
-        command = [sys.executable, "-m", "harness.engine", str(path)]
+        python = [sys.executable] if processes == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        command = [*python, "-m", "harness.engine", str(path)]
         if results_root is not None:
             command.append(str(results_root))
-        return subprocess.run(command, check=False).returncode
+        with subprocess.Popen(command) as process:
+            if started is not None:
+                started(process)
+            try:
+                return process.wait()
+            except BaseException:  # as subprocess.run: an interrupted wait takes the child with it
+                process.kill()
+                raise
 
