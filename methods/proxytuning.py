@@ -25,11 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from functools import partial
 from types import SimpleNamespace
 
 import torch
 
 from harness.config import ConfigSection, RunConfig, check_value as _check, resolve_config
+from harness.engine.generate import CachedSteps, RecomputedSteps, choose_tokens, decode
 from harness.method import MethodContext, Prepared, register_method
 from harness.models import same_registered_model, untuned_base
 from harness.suites import Suite
@@ -115,74 +117,59 @@ class ProxyTuned(torch.nn.Module):
     def _models(self):
         return (self.target, self.expert, self.anti_expert)
 
+    def decoding_steps(self, cache: bool = True) -> "ProxySteps":
+        """The generation path's decoding steps (:func:`harness.engine.generate.decode`): each model with its own
+        KV cache (``cache=False``: recomputed over the whole sequence), combined by :meth:`combine`."""
+        return ProxySteps(self, cache)
+
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                  max_new_tokens: int | None = None, max_length: int | None = None, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, pad_token_id: int | None = None,
                  eos_token_id: int | list[int] | None = None, use_cache: bool = True, stopping_criteria=None,
                  stop_strings=None, tokenizer=None, **_unused) -> torch.Tensor:
-        """Left-padded ``input_ids`` → prompt + continuation, like ``transformers``' ``generate``.
+        """Left-padded ``input_ids`` → prompt + continuation, like ``transformers``' ``generate`` (lm-eval's
+        ``HFLM`` calls it), through the generation path's loop; finished rows are padded with ``pad_token_id``.
 
         ``use_cache=False`` recomputes every model over the whole sequence at each step (the reference
         the cached path must match)."""
         if max_new_tokens is None:
             max_new_tokens = (max_length or input_ids.shape[1] + 1) - input_ids.shape[1]
+        if max_new_tokens <= 0:
+            return input_ids
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
+        eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
         if not eos and self.config.eos_token_id is not None:
-            eos = {self.config.eos_token_id} if isinstance(self.config.eos_token_id, int) else set(self.config.eos_token_id)
+            eos = [self.config.eos_token_id] if isinstance(self.config.eos_token_id, int) else list(self.config.eos_token_id)
         pad = pad_token_id if pad_token_id is not None else next(iter(eos), 0)
-        sequence, fresh = input_ids, input_ids
-        # A stop string ends at the newest token, so only the newest tokens need decoding at each step: as many
-        # as the longest stop string has characters (a token writes at least one), plus one so that the first
-        # token's decoding (which may drop a leading space) never holds part of it. Decoding the whole
-        # continuation at every step costs O(length²).
-        window = 1 + max((len(s) for s in stop_strings or ()), default=0)
-        caches: list = [None, None, None]
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        prompt_len = input_ids.shape[1]
-        for _ in range(max(max_new_tokens, 0)):
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            if use_cache:
-                logits = []
-                for k, (model, ids) in enumerate(zip(self._models(), self._inputs(fresh))):
-                    # logits_to_keep=1: the prompt's pass needs the last position's logits only, not
-                    # batch x prompt x vocabulary of them
-                    out = model(input_ids=ids, attention_mask=mask, position_ids=positions[:, -fresh.shape[1]:],
-                                past_key_values=caches[k], use_cache=True, logits_to_keep=1)
-                    caches[k] = out.past_key_values
-                    logits.append(out.logits[:, -1])
-                scores = self.combine(*logits)
-            else:
-                scores = self.combine(*[model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
-                                        for model, ids in zip(self._models(), self._inputs(sequence))])
-            token = _choose(scores, do_sample, temperature, top_p)
-            token = torch.where(done, torch.full_like(token, pad), token)
-            sequence = torch.cat([sequence, token[:, None]], dim=1)
-            mask = torch.cat([mask, (~done).long()[:, None].to(mask.dtype)], dim=1)
-            fresh = token[:, None]
-            done |= torch.tensor([int(t) in eos for t in token.tolist()], device=done.device)
-            if stopping_criteria is not None:
-                stopped = stopping_criteria(sequence, scores)
-                done |= stopped if isinstance(stopped, torch.Tensor) else torch.full_like(done, bool(stopped))
-            if stop_strings and tokenizer is not None:
-                texts = tokenizer.batch_decode(sequence[:, max(prompt_len, sequence.shape[1] - window):],
-                                               skip_special_tokens=True)
-                done |= torch.tensor([any(s in t for s in stop_strings) for t in texts], device=done.device)
-            if bool(done.all()):
-                break
-        return sequence
+        new, _ = decode(self.decoding_steps(use_cache), input_ids, mask, max_new_tokens=max_new_tokens, ends=eos,
+                        choose=partial(choose_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p),
+                        stop=tuple(stop_strings or ()) if tokenizer is not None else (), tokenizer=tokenizer,
+                        compact=False, pad=pad, stopping_criteria=stopping_criteria)
+        width = max(map(len, new))
+        continuation = torch.full((input_ids.shape[0], width), pad, dtype=input_ids.dtype, device=input_ids.device)
+        for row, tokens in enumerate(new):
+            continuation[row, : len(tokens)] = torch.tensor(tokens, dtype=input_ids.dtype)
+        return torch.cat([input_ids, continuation], dim=1)
 
 
-def _choose(scores: torch.Tensor, do_sample: bool, temperature: float, top_p: float) -> torch.Tensor:
-    if not do_sample:
-        return scores.argmax(-1)
-    probs = torch.softmax(scores / max(temperature, 1e-6), dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_probs.cumsum(-1) - sorted_probs < top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
-    return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1).squeeze(-1)
+class ProxySteps:
+    """ProxyTuned's decoding steps: the target, the expert and the anti-expert each fed its own token ids (the
+    target's mapped into each small model's vocabulary) against its own cache, their logits combined."""
+
+    def __init__(self, proxy: ProxyTuned, cache: bool = True):
+        steps = CachedSteps if cache else RecomputedSteps
+        self.proxy = proxy
+        self.parts = [(steps(proxy.target), None), (steps(proxy.expert), proxy.expert_map),
+                      (steps(proxy.anti_expert), proxy.anti_map)]
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.proxy.combine(*(step(ids if to_small is None else to_small[ids], mask, positions)
+                                    for step, to_small in self.parts))
+
+    def keep(self, rows: torch.Tensor) -> None:
+        for step, _ in self.parts:
+            step.keep(rows)
 
 
 # --- the registered methods ------------------------------------------------------------------------

@@ -8,14 +8,19 @@ padded, so every sequence ends at the same position) and the outputs come back i
 
 Two switches serve answers that must start and end (pseudo-labels, :mod:`methods.pseudolabels`):
 ``stop_at_bos`` ends a text at a BOS as at an EOS, and ``content_first`` keeps the first token from
-being EOS, another special token or whitespace only. Both work with any model whose ``generate`` takes
-``eos_token_id`` lists (``transformers``', and :class:`methods.proxytuning.ProxyTuned`'s): the first
-token is chosen by one forward pass of its own, not by a logits processor a model may ignore.
+being EOS, another special token or whitespace only.
+
+The loop is our own (:func:`decode`), not ``transformers``' ``generate``: the same greedy tokens (tested
+against ``generate`` and against a bare loop), but a row that has finished leaves the batch and its caches
+at once, so a batch runs as long as its rows still write, not as long as its longest row. A model with
+decoding steps of its own (``model.decoding_steps()``: :class:`methods.proxytuning.ProxyTuned`'s three
+models and caches) decodes through the same loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -102,48 +107,175 @@ def generations(model, tokenizer, prompts: Sequence[Sequence[int]], decoding: De
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = next(model.parameters()).device
     pad = pad_id(tokenizer)
-    ends = end_token_ids(tokenizer, decoding)
-    banned_first = torch.tensor(contentless_token_ids(tokenizer), dtype=torch.long) if decoding.content_first else None
+    ends = end_token_ids(tokenizer, decoding) or _model_end_ids(model)
+    banned_first = torch.tensor(contentless_token_ids(tokenizer), dtype=torch.long, device=device) \
+        if decoding.content_first else None
+    choose = partial(choose_tokens, do_sample=decoding.do_sample, temperature=decoding.temperature,
+                     top_p=decoding.top_p)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths batch together
     outputs: list[Generation | None] = [None] * len(prompts)
-    extra = {"stop_strings": list(decoding.stop), "tokenizer": tokenizer} if decoding.stop else {}
-    sampling = {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p} \
-        if decoding.do_sample else {"do_sample": False}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]):] = torch.tensor(list(prompts[i]), dtype=torch.long)
-            mask[row, width - len(prompts[i]):] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        first = None
+        ids, mask = left_padded([prompts[i] for i in chunk], pad, device)
         with autocast_for(precision, device):
-            if banned_first is not None:
-                first = _first_tokens_with_content(model, ids, mask, banned_first.to(device))
-                ids = torch.cat([ids, first[:, None]], dim=1)
-                mask = torch.cat([mask, torch.ones_like(first)[:, None]], dim=1)
-            remaining = decoding.max_new_tokens - (first is not None)
-            if remaining > 0:
-                out = model.generate(input_ids=ids, attention_mask=mask, use_cache=True, max_new_tokens=remaining,
-                                     pad_token_id=pad, eos_token_id=ends or None, **sampling, **extra)
-            else:
-                out = ids
-        new_tokens = out[:, width:].cpu()
+            new_tokens, ended = decode(decoding_steps(model), ids, mask, max_new_tokens=decoding.max_new_tokens,
+                                       ends=ends, choose=choose, banned_first=banned_first, stop=decoding.stop,
+                                       tokenizer=tokenizer)
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        for row, (i, text) in enumerate(zip(chunk, texts)):
+        for i, text, row_ended in zip(chunk, texts, ended):
             cut = stop_position(text, decoding.stop)
-            ended = cut is not None or any(int(t) in ends for t in new_tokens[row])
-            outputs[i] = Generation(text if cut is None else text[:cut], ended)
+            outputs[i] = Generation(text if cut is None else text[:cut], row_ended)
         if progress is not None:
             progress(len(chunk))
     return outputs  # type: ignore[return-value]
 
 
-def _first_tokens_with_content(model, ids: torch.Tensor, mask: torch.Tensor, banned: torch.Tensor) -> torch.Tensor:
-    """The greedy first token of each left-padded prompt, among the tokens that are not ``banned``."""
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers a left-padded row
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits[:, -1].float()
-    logits[:, banned] = float("-inf")
-    return logits.argmax(-1)
+def left_padded(prompts: Sequence[Sequence[int]], pad: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of ``prompts``, left padded so that every row ends at the same position."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _model_end_ids(model) -> list[int]:
+    """The model's own end token(s), where the tokenizer names none (what ``transformers``' generate falls back to)."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+
+
+# --- the decoding loop -----------------------------------------------------------------------------------------
+
+class CachedSteps:
+    """One causal LM's decoding steps over a batch, with one KV cache: each call feeds the newest tokens and
+    returns the logits at each row's last position; :meth:`keep` drops the rows that have finished."""
+
+    def __init__(self, model):
+        self.model, self.cache = model, None
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        # logits_to_keep=1: the prompt's pass needs the last position only, not batch x prompt x vocabulary
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self.cache,
+                         use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        return out.logits[:, -1]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+
+
+class RecomputedSteps:
+    """:class:`CachedSteps` without a cache: every call runs the model over the whole sequence so far (the
+    reference a cached path must match)."""
+
+    def __init__(self, model):
+        self.model, self.sequence = model, None
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.sequence = ids if self.sequence is None else torch.cat([self.sequence, ids], dim=1)
+        full_positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=self.sequence, attention_mask=mask, position_ids=full_positions).logits[:, -1]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.sequence = self.sequence[rows]
+
+
+def decoding_steps(model):
+    """``model``'s decoding steps: its own where it has them (``model.decoding_steps()``: ProxyTuning's three
+    models and caches), else :class:`CachedSteps`."""
+    own = getattr(model, "decoding_steps", None)
+    return own() if callable(own) else CachedSteps(model)
+
+
+def choose_tokens(scores: torch.Tensor, do_sample: bool = False, temperature: float = 1.0,
+                  top_p: float = 1.0) -> torch.Tensor:
+    """The next token of each row: the argmax, or a sample at ``temperature`` from the nucleus ``top_p``."""
+    if not do_sample:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores.float() / max(temperature, 1e-6), dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
+    return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1).squeeze(-1)
+
+
+@torch.no_grad()
+def decode(steps, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, ends: Sequence[int],
+           choose=choose_tokens, banned_first: torch.Tensor | None = None, stop: Sequence[str] = (), tokenizer=None,
+           compact: bool = True, pad: int = 0, stopping_criteria=None) -> tuple[list[list[int]], list[bool]]:
+    """Decode a left-padded batch: the prompt is prefilled once, then one step per token, each row's newest
+    token against the cache. Returns each row's new tokens (through the end token, if one came) and whether
+    it ended (an end token or a stop string within ``max_new_tokens``).
+
+    ``compact`` (the default) drops a finished row from the batch (and every cache) at once, so the rows
+    still writing do not pay for the ones that are done; a batch of labels that end at very different
+    lengths otherwise runs every row to the longest. Without it, finished rows stay and are fed ``pad`` (what
+    ``transformers``' ``generate`` does, and what a ``stopping_criteria`` over whole sequences, lm-eval's,
+    needs: it is called as ``generate`` calls it, with the prompt and the continuation so far)."""
+    if stopping_criteria is not None and compact:
+        raise ValueError("a stopping_criteria sees the whole batch; decode it with compact=False")
+    if stop and tokenizer is None:
+        raise ValueError("stop strings need the tokenizer to read the text")
+    ends = set(ends)
+    # A stop string ends at the newest token, so only the newest tokens need decoding at each step: as many as
+    # the longest stop string has characters (a token writes at least one), plus one so that the window's first
+    # token (whose decoding may drop a leading space) never holds part of it. Decoding the whole continuation at
+    # every step costs O(length²).
+    window = 1 + max((len(s) for s in stop), default=0)
+    tokens: list[list[int]] = [[] for _ in range(ids.shape[0])]
+    ended = [False] * ids.shape[0]
+    rows = list(range(ids.shape[0]))  # prompt row of each batch row
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    sequence = ids if stopping_criteria is not None else None
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = steps(ids, mask, positions)
+    position = positions[:, -1:]
+    for step in range(max_new_tokens):
+        if step == 0 and banned_first is not None:
+            logits = logits.float()
+            logits[:, banned_first] = float("-inf")
+        token = choose(logits)
+        if not compact:
+            token = torch.where(done, torch.full_like(token, pad), token)
+        finished = []
+        was_done = done.tolist()
+        for j, t in enumerate(token.tolist()):
+            if was_done[j]:
+                continue
+            tokens[rows[j]].append(t)
+            if t in ends:
+                finished.append(j)
+        if stop:
+            live = [j for j in range(len(rows)) if not was_done[j] and j not in finished]
+            texts = tokenizer.batch_decode([tokens[rows[j]][-window:] for j in live], skip_special_tokens=True)
+            finished += [j for j, text in zip(live, texts) if any(s in text for s in stop)]
+        for j in finished:
+            ended[rows[j]] = True
+        if sequence is not None:
+            sequence = torch.cat([sequence, token[:, None]], dim=1)
+            stopped = stopping_criteria(sequence, logits)
+            newly = (stopped if isinstance(stopped, torch.Tensor) else torch.full_like(done, bool(stopped))) & ~done
+            finished += [j for j in newly.nonzero().flatten().tolist() if j not in finished]
+        if step == max_new_tokens - 1:
+            break
+        if compact and finished:
+            gone = set(finished)
+            keep = [j for j in range(len(rows)) if j not in gone]
+            if not keep:
+                break
+            index = torch.tensor(keep, device=ids.device)
+            steps.keep(index)
+            rows, token, mask, position = [rows[j] for j in keep], token[index], mask[index], position[index]
+            done = done[index]
+        elif finished:
+            done[finished] = True
+            if bool(done.all()):
+                break
+        mask = torch.cat([mask, (~done).to(mask.dtype)[:, None]], dim=1)
+        position = position + 1
+        logits = steps(token[:, None], mask, position)
+    return tokens, ended

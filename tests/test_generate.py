@@ -1,0 +1,96 @@
+"""The generation path's own loop (harness.engine.generate.decode) writes the tokens transformers' generate
+writes, while rows that have finished leave the batch (and the KV cache) at once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.engine.generate import CachedSteps, Decoding, decode, generations, left_padded
+from tiny import tiny_llama, tiny_tokenizer
+
+TEXTS = [f"def function_{i}(values):\n    return sum(v * {i} for v in values) + {i % 7}\n" * 2 for i in range(24)]
+NEW = 24
+
+
+@pytest.fixture(scope="module")
+def pair():
+    tok = tiny_tokenizer(TEXTS, vocab_size=400)
+    model = tiny_llama(tok, hidden=64, layers=2, seed=3).eval()
+    model.generation_config.eos_token_id = None  # the end token is chosen by each test
+    prompts = [tok(t[: 12 + 5 * i])["input_ids"] for i, t in enumerate(TEXTS[:8])]  # lengths differ
+    return model, tok, prompts
+
+
+def hf_rows(model, tok, prompts, end: int, **kwargs) -> list[list[int]]:
+    """transformers' greedy continuation of each prompt, through its end token (the pads after it dropped)."""
+    ids, mask = left_padded(prompts, tok.pad_token_id)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=NEW,
+                             eos_token_id=[end], pad_token_id=tok.pad_token_id, **kwargs)[:, ids.shape[1]:]
+    rows = []
+    for row in out.tolist():
+        rows.append(row[: row.index(end) + 1] if end in row else row)
+    return rows
+
+
+def an_end_token_rows_reach_at_different_steps(model, tok, prompts) -> int:
+    """A token the free continuations write at different steps (or not at all), to serve as the end token: rows
+    then finish at different lengths, which is what compaction acts on."""
+    free = hf_rows(model, tok, prompts, end=-1)
+    for candidate in sorted({t for row in free for t in row}):
+        firsts = {row.index(candidate) if candidate in row else NEW for row in free}
+        if len(firsts) >= 3:
+            return candidate
+    pytest.fail("no token ends the free continuations at three different steps; choose other prompts")
+
+
+def test_the_loop_writes_transformers_tokens_with_and_without_compaction(pair):
+    model, tok, prompts = pair
+    end = an_end_token_rows_reach_at_different_steps(model, tok, prompts)
+    reference = hf_rows(model, tok, prompts, end)
+    assert len({len(r) for r in reference}) >= 3  # rows finish at different steps
+    ids, mask = left_padded(prompts, tok.pad_token_id)
+    for compact in (True, False):
+        tokens, ended = decode(CachedSteps(model), ids, mask, max_new_tokens=NEW, ends=[end], compact=compact,
+                               pad=tok.pad_token_id)
+        assert tokens == reference, f"compact={compact}"
+        assert ended == [row[-1] == end for row in reference]
+
+
+def test_finished_rows_leave_the_batch(pair):
+    model, tok, prompts = pair
+    end = an_end_token_rows_reach_at_different_steps(model, tok, prompts)
+    widths: list[int] = []
+
+    class Counted(CachedSteps):
+        def __call__(self, ids, mask, positions):
+            widths.append(ids.shape[0])
+            return super().__call__(ids, mask, positions)
+
+    ids, mask = left_padded(prompts, tok.pad_token_id)
+    tokens, _ = decode(Counted(model), ids, mask, max_new_tokens=NEW, ends=[end])
+    assert widths[0] == len(prompts)
+    assert widths == sorted(widths, reverse=True) and widths[-1] < len(prompts)
+    # Each step computes only the rows still writing: one row-step per token written (the prefill aside,
+    # and the last token of each row, which needs no step after it).
+    assert sum(widths[1:]) == sum(len(t) for t in tokens) - len(prompts)
+
+
+def test_stop_strings_and_content_first_as_transformers_generate(pair):
+    """generations() with stop strings: the texts transformers' generate (stop_strings) gives, cut the same way."""
+    model, tok, prompts = pair
+    free = [tok.decode(r, skip_special_tokens=True) for r in hf_rows(model, tok, prompts, end=-1)]
+    stops = tuple({t[len(t) // 2: len(t) // 2 + 2] for t in free if len(t) > 6})[:2]
+    assert stops
+    decoding = Decoding(NEW, stop=stops)
+    ours = generations(model, tok, prompts, decoding, batch_size=3)
+    ids, mask = left_padded(prompts, tok.pad_token_id)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=NEW,
+                             pad_token_id=tok.pad_token_id, eos_token_id=[tok.eos_token_id],
+                             stop_strings=list(stops), tokenizer=tok)[:, ids.shape[1]:]
+    texts = tok.batch_decode(out, skip_special_tokens=True)
+    expected = [t[: min((t.find(s) for s in stops if s in t), default=len(t))] for t in texts]
+    assert [g.text for g in ours] == expected
+    assert any(g.ended for g in ours) and any(g.text != f for g, f in zip(ours, free))  # some rows did stop
