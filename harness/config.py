@@ -40,6 +40,17 @@ def added_later(neutral: Any):
     return field(default=neutral, metadata={"neutral": neutral})
 
 
+_NOT_HASHED = object()
+
+
+def throughput(default: Any, hashed_as: Any = _NOT_HASHED):
+    """A field that sets how fast a run goes, not what it computes (a decoding batch size: the generation path
+    writes the same tokens at any batch size, tested in ``tests/test_generate.py``). Run ids never depend on its
+    value: a field that was hashed before it was known to be one is hashed as ``hashed_as`` whatever its value
+    (the value every run had), a newer one is left out; choosing another value finds the same run."""
+    return field(default=default, metadata={"throughput": True, "hashed_as_value": hashed_as})
+
+
 def check_value(ok: bool, key: str, value: Any, allowed: str) -> None:
     """Raise :class:`ConfigError` naming ``key``, ``value`` and what is allowed unless ``ok``."""
     if not ok:
@@ -148,7 +159,10 @@ class EvalConfig:
     rouge_mode: str = "generate"  # "teacher-forced" = the official code's argmax variant
     rouge_tokenizer: str = "code"  # "default" = rouge-score's own (drops punctuation and operators)
     max_new_tokens: int = 128
-    eval_batch_size: int = 16
+    eval_batch_size: int = 16  # eval loss and benchmarks
+    # Validation's decoding batch; None = eval_batch_size. How fast, not what (the same tokens at any batch size,
+    # tests/test_generate.py), so not in run ids. Finished rows leave the batch, so bigger batches pay on a CPU.
+    generation_batch_size: int | None = throughput(None)
     benchmarks: bool = True  # run the suite's benchmarks at checkpoints
     benchmark_limit: int | None = None  # stratified subsample size per benchmark; None = everything
     benchmark_max_new_tokens: int = 512
@@ -165,6 +179,8 @@ class EvalConfig:
         one_of("eval.rouge_tokenizer", self.rouge_tokenizer, ("code", "default"))
         check_value(self.max_new_tokens >= 1, "eval.max_new_tokens", self.max_new_tokens, ">= 1")
         check_value(self.eval_batch_size >= 1, "eval.eval_batch_size", self.eval_batch_size, ">= 1")
+        check_value(self.generation_batch_size is None or self.generation_batch_size >= 1,
+                    "eval.generation_batch_size", self.generation_batch_size, "null (= eval_batch_size) or >= 1")
         check_value(self.benchmark_limit is None or self.benchmark_limit >= 1, "eval.benchmark_limit",
                self.benchmark_limit, "null or >= 1")
         check_value(self.benchmark_max_new_tokens >= 1, "eval.benchmark_max_new_tokens",
@@ -320,7 +336,7 @@ def _run_identity(config: RunConfig) -> dict:
     registered = config_sections()
     for name, value in config.sections.items():
         section = registered[name]
-        if not section.hashed_at_default and value == section.schema():
+        if not section.hashed_at_default and _identity(value) == _identity(section.schema()):
             continue
         ident = _identity(value)
         for key, dotted in section.hashed_as.items():  # hashed where it lived before it moved here
@@ -350,6 +366,10 @@ def _field_identity(config: Any, skip: tuple[str, ...] = ()) -> dict:
         value = getattr(config, f.name)
         if "neutral" in f.metadata and value == f.metadata["neutral"]:
             continue
+        if f.metadata.get("throughput"):
+            if f.metadata["hashed_as_value"] is _NOT_HASHED:
+                continue
+            value = f.metadata["hashed_as_value"]
         out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else _to_plain(value)
     return out
 

@@ -107,6 +107,7 @@ def test_a_field_added_later_keeps_the_ids_of_runs_made_before_it():
     before = cfg.to_dict()
     del before["pen2sword"]["embedding_warmup_steps"]  # the config as runs made before the fields recorded it
     del before["pseudo_labels"]["label_rule"]
+    del before["eval"]["generation_batch_size"]
     before["model"]["candidates"] = before["pen2sword"].pop("candidates")  # where it lived then
     shots = before["eval"].pop("fewshot")  # the three few-shot fields eval.fewshot replaced
     before["eval"].update({f"{kind}_fewshot": shots.get(kind, 0) for kind in ("mmlu", "math", "gsm8k")})
@@ -119,6 +120,18 @@ def test_a_field_added_later_keeps_the_ids_of_runs_made_before_it():
     assert resolve_config(overrides=["pseudo_labels.label_rule=answer"]).run_id() != old_id
     with pytest.raises(ConfigError, match="label_rule"):
         resolve_config(overrides=["pseudo_labels.label_rule=blank"])
+
+
+def test_throughput_settings_are_not_in_run_ids():
+    """Decoding batch sizes set how fast, not what (the same tokens at any size: tests/test_generate.py): choosing
+    another finds the same run; pseudo_labels.batch_size, hashed before it was known to be one, is hashed as 64."""
+    cfg = resolve_config(given={"method": "weak2strong"})
+    for override in ("eval.generation_batch_size=100", "pseudo_labels.batch_size=8"):
+        other = resolve_config(given={"method": "weak2strong"}, overrides=[override])
+        assert other != cfg and other.run_id() == cfg.run_id(), override
+    assert resolve_config(given={"method": "weak2strong"}, overrides=["eval.eval_batch_size=8"]).run_id() != cfg.run_id()
+    with pytest.raises(ConfigError, match="generation_batch_size"):
+        resolve_config(overrides=["eval.generation_batch_size=0"])
 
 
 def test_a_methods_option_is_refused_at_planning(tmp_path, capsys):

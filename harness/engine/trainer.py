@@ -74,7 +74,8 @@ def evaluate_validation(model, tokenizer, config: RunConfig, records: list[dict]
     model.eval()
     if e.rouge_mode == "generate":
         preds = generate_responses(model, tokenizer, [r["instruction"] for r in records],
-                                   max_new_tokens=e.max_new_tokens, batch_size=e.eval_batch_size,
+                                   max_new_tokens=e.max_new_tokens,
+                                   batch_size=e.generation_batch_size or e.eval_batch_size,
                                    max_prompt_tokens=config.data.max_prompt_tokens, precision=t.precision)
         refs = [r["response"] for r in records]
     else:

@@ -343,7 +343,8 @@ def _rank_candidates(config, suite, judge_obj, questions, resolved: dict, path: 
         if getattr(judge_obj, "needs_answers", True):
             answers[name] = generate_responses(model, tokenizer, [q.question for q in questions],
                                                max_new_tokens=config.eval.max_new_tokens,
-                                               batch_size=config.eval.eval_batch_size,
+                                               batch_size=config.eval.generation_batch_size
+                                               or config.eval.eval_batch_size,
                                                max_prompt_tokens=config.data.max_prompt_tokens)
         else:
             from harness.engine.loglik import continuation_logliks
