@@ -94,3 +94,41 @@ def test_stop_strings_and_content_first_as_transformers_generate(pair):
     expected = [t[: min((t.find(s) for s in stops if s in t), default=len(t))] for t in texts]
     assert [g.text for g in ours] == expected
     assert any(g.ended for g in ours) and any(g.text != f for g, f in zip(ours, free))  # some rows did stop
+
+
+def test_the_cache_grows_in_place_and_holds_what_a_dynamic_cache_holds(pair, monkeypatch):
+    """kv_cache's layers write each step into room set aside (a new buffer only when room runs out, doubling),
+    and hold the very keys and values transformers' DynamicCache concatenates, also after rows leave."""
+    from transformers.cache_utils import DynamicCache
+
+    from harness.engine.generate import GrowingLayer, kv_cache
+
+    model, tok, prompts = pair
+    ids, mask = left_padded(prompts, tok.pad_token_id)
+    ours, theirs = kv_cache(model), DynamicCache()
+    assert all(isinstance(layer, GrowingLayer) for layer in ours.layers)
+    rooms = []
+    grown = GrowingLayer._grown
+    monkeypatch.setattr(GrowingLayer, "_grown", lambda self, old, fresh, room: rooms.append(room) or
+                        grown(self, old, fresh, room))
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    token = ids
+    with torch.no_grad():
+        for step in range(3 * ids.shape[1]):
+            out = [model(input_ids=token, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True) for cache in (ours, theirs)]
+            torch.testing.assert_close(out[0].logits, out[1].logits, rtol=0, atol=0)
+            token = out[0].logits[:, -1:].argmax(-1)
+            if step == ids.shape[1]:  # rows 1 and 3 leave
+                keep = torch.tensor([0, 2] + list(range(4, token.shape[0])))
+                for cache in (ours, theirs):
+                    cache.batch_select_indices(keep)
+                token, mask, positions = token[keep], mask[keep], positions[keep]
+            mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+            positions = positions[:, -1:] + 1
+    for a, b in zip(ours.layers, theirs.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    # 4W tokens in each layer's keys and values: room for W (the prompt), then 2W, then 4W; not one per step
+    width = ids.shape[1]
+    assert rooms == [width] * 2 * len(ours.layers) + [2 * width] * 2 * len(ours.layers) \
+        + [4 * width] * 2 * len(ours.layers)
