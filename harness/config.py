@@ -40,17 +40,6 @@ def added_later(neutral: Any):
     return field(default=neutral, metadata={"neutral": neutral})
 
 
-_NOT_HASHED = object()
-
-
-def throughput(default: Any, hashed_as: Any = _NOT_HASHED):
-    """A field that sets how fast a run goes, not what it computes (a decoding batch size: the generation path
-    writes the same tokens at any batch size, tested in ``tests/test_generate.py``). Run ids never depend on its
-    value: a field that was hashed before it was known to be one is hashed as ``hashed_as`` whatever its value
-    (the value every run had), a newer one is left out; choosing another value finds the same run."""
-    return field(default=default, metadata={"throughput": True, "hashed_as_value": hashed_as})
-
-
 def check_value(ok: bool, key: str, value: Any, allowed: str) -> None:
     """Raise :class:`ConfigError` naming ``key``, ``value`` and what is allowed unless ``ok``."""
     if not ok:
@@ -160,9 +149,10 @@ class EvalConfig:
     rouge_tokenizer: str = "code"  # "default" = rouge-score's own (drops punctuation and operators)
     max_new_tokens: int = 128
     eval_batch_size: int = 16  # eval loss and benchmarks
-    # Validation's decoding batch; None = eval_batch_size. How fast, not what (the same tokens at any batch size,
-    # tests/test_generate.py), so not in run ids. Finished rows leave the batch, so bigger batches pay on a CPU.
-    generation_batch_size: int | None = throughput(None)
+    # Validation's decoding batch; None = eval_batch_size. In run ids when set: under bf16 another batch size
+    # pads and groups rows differently, which can flip a near-tied greedy token (1 validation text in 1,100 of a
+    # micro run moved at 64 against 16).
+    generation_batch_size: int | None = added_later(None)
     benchmarks: bool = True  # run the suite's benchmarks at checkpoints
     benchmark_limit: int | None = None  # stratified subsample size per benchmark; None = everything
     benchmark_max_new_tokens: int = 512
@@ -336,7 +326,7 @@ def _run_identity(config: RunConfig) -> dict:
     registered = config_sections()
     for name, value in config.sections.items():
         section = registered[name]
-        if not section.hashed_at_default and _identity(value) == _identity(section.schema()):
+        if not section.hashed_at_default and value == section.schema():
             continue
         ident = _identity(value)
         for key, dotted in section.hashed_as.items():  # hashed where it lived before it moved here
@@ -366,10 +356,6 @@ def _field_identity(config: Any, skip: tuple[str, ...] = ()) -> dict:
         value = getattr(config, f.name)
         if "neutral" in f.metadata and value == f.metadata["neutral"]:
             continue
-        if f.metadata.get("throughput"):
-            if f.metadata["hashed_as_value"] is _NOT_HASHED:
-                continue
-            value = f.metadata["hashed_as_value"]
         out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else _to_plain(value)
     return out
 
