@@ -25,13 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from functools import partial
 from types import SimpleNamespace
 
 import torch
 
 from harness.config import ConfigSection, RunConfig, check_value as _check, resolve_config
-from harness.engine.generate import CachedSteps, RecomputedSteps, choose_tokens, decode
+from harness.engine.generate import CachedSteps, RecomputedSteps, generate_ids
 from harness.method import MethodContext, Prepared, register_method
 from harness.models import same_registered_model, untuned_base
 from harness.suites import Suite
@@ -133,24 +132,11 @@ class ProxyTuned(torch.nn.Module):
 
         ``use_cache=False`` recomputes every model over the whole sequence at each step (the reference
         the cached path must match)."""
-        if max_new_tokens is None:
-            max_new_tokens = (max_length or input_ids.shape[1] + 1) - input_ids.shape[1]
-        if max_new_tokens <= 0:
-            return input_ids
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
-        if not eos and self.config.eos_token_id is not None:
-            eos = [self.config.eos_token_id] if isinstance(self.config.eos_token_id, int) else list(self.config.eos_token_id)
-        pad = pad_token_id if pad_token_id is not None else next(iter(eos), 0)
-        new, _ = decode(self.decoding_steps(use_cache), input_ids, mask, max_new_tokens=max_new_tokens, ends=eos,
-                        choose=partial(choose_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p),
-                        stop=tuple(stop_strings or ()) if tokenizer is not None else (), tokenizer=tokenizer,
-                        compact=False, pad=pad, stopping_criteria=stopping_criteria)
-        width = max(map(len, new))
-        continuation = torch.full((input_ids.shape[0], width), pad, dtype=input_ids.dtype, device=input_ids.device)
-        for row, tokens in enumerate(new):
-            continuation[row, : len(tokens)] = torch.tensor(tokens, dtype=input_ids.dtype)
-        return torch.cat([input_ids, continuation], dim=1)
+        eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
+        return generate_ids(self, input_ids, attention_mask, max_new_tokens=max_new_tokens, max_length=max_length,
+                            do_sample=do_sample, temperature=temperature, top_p=top_p, pad_token_id=pad_token_id,
+                            eos_token_id=eos, stop_strings=stop_strings, tokenizer=tokenizer,
+                            stopping_criteria=stopping_criteria, steps=self.decoding_steps(use_cache))
 
 
 class ProxySteps:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.engine.generate import CachedSteps, Decoding, decode, generations, left_padded
+from harness.engine.generate import CachedSteps, Decoding, decode, generate_ids, generations, left_padded
 from tiny import tiny_llama, tiny_tokenizer
 
 TEXTS = [f"def function_{i}(values):\n    return sum(v * {i} for v in values) + {i % 7}\n" * 2 for i in range(24)]
@@ -132,3 +132,33 @@ def test_the_cache_grows_in_place_and_holds_what_a_dynamic_cache_holds(pair, mon
     width = ids.shape[1]
     assert rooms == [width] * 2 * len(ours.layers) + [2 * width] * 2 * len(ours.layers) \
         + [4 * width] * 2 * len(ours.layers)
+
+
+def test_lm_eval_generation_through_the_loop_gives_generates_texts(pair, monkeypatch):
+    """Benchmarks decode through lm-eval's HFLM; ours (harness.engine.evaluation) runs greedy generation through
+    the loop. With a task's stop sequences, the texts lm-eval keeps (cut at the first stop) are HFLM's own."""
+    import copy
+
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.engine import evaluation
+    from harness.engine.evaluation import _LmEval
+
+    calls = []
+    monkeypatch.setattr(evaluation, "generate_ids", lambda *a, **k: calls.append(1) or generate_ids(*a, **k))
+    model, tok, prompts = pair
+    free = [tok.decode(r, skip_special_tokens=True) for r in hf_rows(model, tok, prompts, end=-1)]
+    stops = list({t[len(t) // 3: len(t) // 3 + 2] for t in free if len(t) > 6})[:3]
+    ids, mask = left_padded(prompts, tok.pad_token_id)
+    lms = {"ours": _LmEval(model, tok, batch_size=8).lm,
+           "HFLM": HFLM(pretrained=model, tokenizer=copy.deepcopy(tok), batch_size=8)}
+    texts, widths = {}, {}
+    for name, lm in lms.items():
+        out = lm._model_generate(ids, max_length=ids.shape[1] + NEW, stop=stops, attention_mask=mask,
+                                 do_sample=False)
+        rows = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        texts[name] = [t[: min((t.find(s) for s in stops if s in t), default=len(t))] for t in rows]
+        widths[name] = out.shape[1]
+    assert calls == [1]  # ours went through the loop
+    assert texts["ours"] == texts["HFLM"]
+    assert any(t != f for t, f in zip(texts["ours"], free))  # stop sequences did cut

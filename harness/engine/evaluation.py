@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 from harness.benchmark import (BenchmarkKind, BenchmarkSpec, Scored, mean_and_stderr, metric_entry,
                                package_version, ratio_and_stderr)
 from harness.data.sampling import ids_sha256, stratified_sample
+from harness.engine.generate import generate_ids
 from harness.engine.loglik import choice_logliks, continuation_logliks, model_max_length
 from harness.io import atomic_write_text
 from harness.registry import BENCHMARK_KINDS, BENCHMARKS
@@ -113,9 +114,31 @@ class _LmEval:
     def __init__(self, model, tokenizer, batch_size: int):
         from lm_eval.models.huggingface import HFLM
 
+        class GreedyDecodedHere(HFLM):
+            """lm-eval's HFLM whose greedy generation runs the harness's decoding loop
+            (:func:`harness.engine.generate.generate_ids`): the tokens ``transformers``' ``generate`` writes, but
+            a row that reaches an end token or one of the task's stop sequences leaves the batch at once, and
+            the KV cache grows in place. lm-eval cuts each text at its first stop sequence either way, so the
+            scored texts are the same. Sampling stays with ``generate`` (its random draws are the reference)."""
+
+            def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+                import torch
+
+                settings = dict(generation_kwargs)
+                mask = settings.pop("attention_mask", None)
+                do_sample, temperature = settings.pop("do_sample", None), settings.pop("temperature", 0.0)
+                greedy = do_sample is False or (do_sample is None and temperature == 0.0)  # as HFLM reads them
+                if not greedy or settings:
+                    return super()._model_generate(context, max_length, stop, **generation_kwargs)
+                with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                    enabled=self.mixed_precision_dtype is not None):
+                    return generate_ids(self.model, context, mask, max_length=max_length,
+                                        pad_token_id=self.tokenizer.pad_token_id, stop_strings=stop,
+                                        tokenizer=self.tokenizer)
+
         with _quiet("lm_eval"):
             # A copy: HFLM may set a pad token, which must not leak into the caller's tokenizer.
-            self.lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
+            self.lm = GreedyDecodedHere(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
 
     def run(self, spec: BenchmarkSpec, docs: list[dict], *, fewshot: int = 0, gen_kwargs: dict | None = None,
             repeats: int = 1) -> tuple[list[dict], dict]:

@@ -150,6 +150,36 @@ def _model_end_ids(model) -> list[int]:
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
+def generate_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                 max_new_tokens: int | None = None, max_length: int | None = None, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 1.0, pad_token_id: int | None = None,
+                 eos_token_id: int | list[int] | None = None, stop_strings: Sequence[str] | None = None,
+                 tokenizer=None, stopping_criteria=None, steps=None) -> torch.Tensor:
+    """``transformers``' ``generate`` as callers such as lm-eval's ``HFLM`` use it, through :func:`decode`:
+    left-padded ``input_ids`` in, prompt + continuation out, a finished row padded with ``pad_token_id``.
+
+    Rows stop at an end token (``eos_token_id``, else the model's) or at one of ``stop_strings``; finished
+    rows leave the batch unless a ``stopping_criteria`` (which sees the whole batch) is given. ``steps``: the
+    decoding steps to use (default :func:`decoding_steps` of ``model``)."""
+    if max_new_tokens is None:
+        max_new_tokens = (max_length or input_ids.shape[1] + 1) - input_ids.shape[1]
+    if max_new_tokens <= 0:
+        return input_ids
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    ends = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or []) or _model_end_ids(model)
+    pad = pad_token_id if pad_token_id is not None else next(iter(ends), 0)
+    stop = tuple(s for s in (stop_strings or ()) if s) if tokenizer is not None else ()
+    new, _ = decode(steps or decoding_steps(model), input_ids, mask, max_new_tokens=max_new_tokens, ends=ends,
+                    choose=partial(choose_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p),
+                    stop=stop, tokenizer=tokenizer, compact=stopping_criteria is None, pad=pad,
+                    stopping_criteria=stopping_criteria)
+    width = max(map(len, new))
+    continuation = torch.full((input_ids.shape[0], width), pad, dtype=input_ids.dtype, device=input_ids.device)
+    for row, tokens in enumerate(new):
+        continuation[row, : len(tokens)] = torch.tensor(tokens, dtype=input_ids.dtype)
+    return torch.cat([input_ids, continuation], dim=1)
+
+
 # --- the decoding loop -----------------------------------------------------------------------------------------
 
 class GrowingLayer(DynamicLayer):
