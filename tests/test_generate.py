@@ -162,3 +162,29 @@ def test_lm_eval_generation_through_the_loop_gives_generates_texts(pair, monkeyp
     assert calls == [1]  # ours went through the loop
     assert texts["ours"] == texts["HFLM"]
     assert any(t != f for t, f in zip(texts["ours"], free))  # stop sequences did cut
+
+
+def test_frozen_weights_cast_once_under_bf16_write_the_same_tokens(pair, monkeypatch):
+    """Under bf16 autocast, frozen weights are cast once per generation (weights_cast_once), which must give the
+    tokens a cast at every step gives, and leave every weight frozen as it was (also when decoding fails)."""
+    import contextlib
+
+    from harness.engine import generate as gen
+
+    model, tok, prompts = pair
+    model.requires_grad_(False)
+    model.lm_head.weight.requires_grad_(True)  # a trainable weight keeps its flag too
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    decoding = Decoding(NEW)
+    once = generations(model, tok, prompts, decoding, batch_size=3, precision="bf16")
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    with monkeypatch.context() as m:
+        m.setattr(gen, "weights_cast_once", lambda model: contextlib.nullcontext())
+        every_step = generations(model, tok, prompts, decoding, batch_size=3, precision="bf16")
+    assert once == every_step
+    with monkeypatch.context() as m:
+        m.setattr(gen, "decode", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            generations(model, tok, prompts, decoding, batch_size=3, precision="bf16")
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    model.requires_grad_(True)

@@ -21,6 +21,7 @@ models and caches) decodes through the same loop.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Sequence
@@ -117,20 +118,42 @@ def generations(model, tokenizer, prompts: Sequence[Sequence[int]], decoding: De
                      top_p=decoding.top_p)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths batch together
     outputs: list[Generation | None] = [None] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        ids, mask = left_padded([prompts[i] for i in chunk], pad, device)
-        with autocast_for(precision, device):
+    with autocast_for(precision, device), weights_cast_once(model):  # one block: each weight cast once
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            ids, mask = left_padded([prompts[i] for i in chunk], pad, device)
             new_tokens, ended = decode(decoding_steps(model), ids, mask, max_new_tokens=decoding.max_new_tokens,
                                        ends=ends, choose=choose, banned_first=banned_first, stop=decoding.stop,
                                        tokenizer=tokenizer)
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        for i, text, row_ended in zip(chunk, texts, ended):
-            cut = stop_position(text, decoding.stop)
-            outputs[i] = Generation(text if cut is None else text[:cut], row_ended)
-        if progress is not None:
-            progress(len(chunk))
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for i, text, row_ended in zip(chunk, texts, ended):
+                cut = stop_position(text, decoding.stop)
+                outputs[i] = Generation(text if cut is None else text[:cut], row_ended)
+            if progress is not None:
+                progress(len(chunk))
     return outputs  # type: ignore[return-value]
+
+
+@contextmanager
+def weights_cast_once(model):
+    """Inside an autocast block, let autocast cast each frozen weight once, not at every decoding step.
+
+    Autocast casts a matmul's fp32 weight to the lower precision at each call, and keeps the cast for the rest of
+    the block only for a leaf tensor that requires grad; a frozen weight (a labeller's, a LoRA's base layer) is
+    cast again at every step. For the block such weights are marked as requiring grad (nothing is recorded:
+    decoding runs under no_grad), so autocast's own cast runs once: the same values."""
+    device_type = next(model.parameters()).device.type
+    if not torch.is_autocast_enabled(device_type) or torch.is_grad_enabled():
+        yield
+        return
+    frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
 
 
 def left_padded(prompts: Sequence[Sequence[int]], pad: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,6 +173,7 @@ def _model_end_ids(model) -> list[int]:
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
+@torch.no_grad()
 def generate_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                  max_new_tokens: int | None = None, max_length: int | None = None, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, pad_token_id: int | None = None,
@@ -169,10 +193,11 @@ def generate_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     ends = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or []) or _model_end_ids(model)
     pad = pad_token_id if pad_token_id is not None else next(iter(ends), 0)
     stop = tuple(s for s in (stop_strings or ()) if s) if tokenizer is not None else ()
-    new, _ = decode(steps or decoding_steps(model), input_ids, mask, max_new_tokens=max_new_tokens, ends=ends,
-                    choose=partial(choose_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p),
-                    stop=stop, tokenizer=tokenizer, compact=stopping_criteria is None, pad=pad,
-                    stopping_criteria=stopping_criteria)
+    with weights_cast_once(model):
+        new, _ = decode(steps or decoding_steps(model), input_ids, mask, max_new_tokens=max_new_tokens, ends=ends,
+                        choose=partial(choose_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p),
+                        stop=stop, tokenizer=tokenizer, compact=stopping_criteria is None, pad=pad,
+                        stopping_criteria=stopping_criteria)
     width = max(map(len, new))
     continuation = torch.full((input_ids.shape[0], width), pad, dtype=input_ids.dtype, device=input_ids.device)
     for row, tokens in enumerate(new):
