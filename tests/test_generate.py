@@ -81,7 +81,7 @@ def test_stop_strings_and_content_first_as_transformers_generate(pair):
     """generations() with stop strings: the texts transformers' generate (stop_strings) gives, cut the same way."""
     model, tok, prompts = pair
     free = [tok.decode(r, skip_special_tokens=True) for r in hf_rows(model, tok, prompts, end=-1)]
-    stops = tuple({t[len(t) // 2: len(t) // 2 + 2] for t in free if len(t) > 6})[:2]
+    stops = tuple(sorted({t[len(t) // 2: len(t) // 2 + 2] for t in free if len(t) > 6}))[:2]
     assert stops
     decoding = Decoding(NEW, stop=stops)
     ours = generations(model, tok, prompts, decoding, batch_size=3)
@@ -148,20 +148,22 @@ def test_lm_eval_generation_through_the_loop_gives_generates_texts(pair, monkeyp
     monkeypatch.setattr(evaluation, "generate_ids", lambda *a, **k: calls.append(1) or generate_ids(*a, **k))
     model, tok, prompts = pair
     free = [tok.decode(r, skip_special_tokens=True) for r in hf_rows(model, tok, prompts, end=-1)]
-    stops = list({t[len(t) // 3: len(t) // 3 + 2] for t in free if len(t) > 6})[:3]
     ids, mask = left_padded(prompts, tok.pad_token_id)
     lms = {"ours": _LmEval(model, tok, batch_size=8).lm,
            "HFLM": HFLM(pretrained=model, tokenizer=copy.deepcopy(tok), batch_size=8)}
-    texts, widths = {}, {}
-    for name, lm in lms.items():
-        out = lm._model_generate(ids, max_length=ids.shape[1] + NEW, stop=stops, attention_mask=mask,
-                                 do_sample=False)
-        rows = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-        texts[name] = [t[: min((t.find(s) for s in stops if s in t), default=len(t))] for t in rows]
-        widths[name] = out.shape[1]
-    assert calls == [1]  # ours went through the loop
-    assert texts["ours"] == texts["HFLM"]
-    assert any(t != f for t, f in zip(texts["ours"], free))  # stop sequences did cut
+    # Several sets of stop sequences, cut from the free texts at several places: byte-level tokens of the tiny
+    # tokenizer split characters (U+FFFD in a partial decode), which a stop check on the newest tokens must survive.
+    for at in (2, 3, 4, 5, 7):
+        stops = sorted({t[len(t) // at: len(t) // at + 2] for t in free if len(t) > 6})[:3]
+        texts = {}
+        for name, lm in lms.items():
+            out = lm._model_generate(ids, max_length=ids.shape[1] + NEW, stop=stops, attention_mask=mask,
+                                     do_sample=False)
+            rows = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+            texts[name] = [t[: min((t.find(s) for s in stops if s in t), default=len(t))] for t in rows]
+        assert texts["ours"] == texts["HFLM"], stops
+        assert any(t != f for t, f in zip(texts["ours"], free)), stops  # stop sequences did cut
+    assert len(calls) == 5  # ours went through the loop
 
 
 def test_frozen_weights_cast_once_under_bf16_write_the_same_tokens(pair, monkeypatch):
@@ -188,3 +190,43 @@ def test_frozen_weights_cast_once_under_bf16_write_the_same_tokens(pair, monkeyp
             generations(model, tok, prompts, decoding, batch_size=3, precision="bf16")
     assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
     model.requires_grad_(True)
+
+
+def _byte_tokens(tok, text: str) -> list[int]:
+    """One token per UTF-8 byte of ``text`` (the byte-level alphabet every tiny tokenizer holds)."""
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [b for b in range(256) if b not in visible]
+    alphabet = {**{b: chr(b) for b in visible}, **{b: chr(256 + i) for i, b in enumerate(shifted)}}
+    ids = [tok.convert_tokens_to_ids(alphabet[b]) for b in text.encode("utf-8")]
+    assert tok.unk_token_id not in ids
+    return ids
+
+
+class Scripted:
+    """Decoding steps that write a given token sequence (one row), whatever the model."""
+
+    def __init__(self, script: list[int], vocab: int):
+        self.script, self.vocab, self.step = script, vocab, 0
+
+    def __call__(self, ids, mask, positions):
+        logits = torch.full((ids.shape[0], self.vocab), float("-inf"))
+        logits[:, self.script[min(self.step, len(self.script) - 1)]] = 0.0
+        self.step += 1
+        return logits
+
+    def keep(self, rows):
+        pass
+
+
+@pytest.mark.parametrize("text, stop, written", [
+    ("ab€cd", "€", "ab€"),  # one character of three byte tokens: seen when its last byte comes
+    ("a€x€xyz", "\ufffdx", "a€x€xyz"),  # a window starting inside "€" decodes U+FFFD; the text never holds it
+])
+def test_stop_strings_are_read_on_the_whole_text_when_tokens_split_characters(pair, text, stop, written):
+    _, tok, _ = pair
+    script = _byte_tokens(tok, text)
+    ids, mask = left_padded([[5, 6, 7]], tok.pad_token_id)
+    tokens, ended = decode(Scripted(script, len(tok)), ids, mask, max_new_tokens=len(script), ends=[], stop=(stop,),
+                           tokenizer=tok)
+    assert tok.decode(tokens[0]) == written
+    assert ended == [written != text]

@@ -331,11 +331,13 @@ def decode(steps, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int,
     if stop and tokenizer is None:
         raise ValueError("stop strings need the tokenizer to read the text")
     ends = set(ends)
-    # A stop string ends at the newest token, so only the newest tokens need decoding at each step: as many as
-    # the longest stop string has characters (a token writes at least one), plus one so that the window's first
-    # token (whose decoding may drop a leading space) never holds part of it. Decoding the whole continuation at
-    # every step costs O(length²).
-    window = 1 + max((len(s) for s in stop), default=0)
+    # A stop string first shows when the newest token completes it, so only the newest tokens need decoding at
+    # each step (the whole continuation at every step costs O(length²)): as many as the longest stop string has
+    # UTF-8 bytes (a token writes at least one byte of text; several tokens can make one character), plus one so
+    # that the window's first token (whose decoding may drop a leading space) never holds part of it. A window can
+    # also start inside a character, whose bytes then decode as U+FFFD; a hit is therefore confirmed on the whole
+    # continuation (rare, so cheap), and a row stops exactly when its whole text first holds a stop string.
+    window = 1 + max((len(s.encode("utf-8")) for s in stop), default=0)
     tokens: list[list[int]] = [[] for _ in range(ids.shape[0])]
     ended = [False] * ids.shape[0]
     rows = list(range(ids.shape[0]))  # prompt row of each batch row
@@ -362,7 +364,10 @@ def decode(steps, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int,
         if stop:
             live = [j for j in range(len(rows)) if not was_done[j] and j not in finished]
             texts = tokenizer.batch_decode([tokens[rows[j]][-window:] for j in live], skip_special_tokens=True)
-            finished += [j for j, text in zip(live, texts) if any(s in text for s in stop)]
+            hits = [j for j, text in zip(live, texts) if any(s in text for s in stop)]
+            if hits:
+                whole = tokenizer.batch_decode([tokens[rows[j]] for j in hits], skip_special_tokens=True)
+                finished += [j for j, text in zip(hits, whole) if any(s in text for s in stop)]
         for j in finished:
             ended[rows[j]] = True
         if sequence is not None:
