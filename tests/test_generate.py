@@ -1,5 +1,5 @@
 """The generation path's own loop (harness.engine.generate.decode) writes the tokens transformers' generate
-writes, while rows that have finished leave the batch (and the KV cache) at once."""
+writes; with compact=True, rows that have finished leave the batch (and the KV cache) at once."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_finished_rows_leave_the_batch(pair):
             return super().__call__(ids, mask, positions)
 
     ids, mask = left_padded(prompts, tok.pad_token_id)
-    tokens, _ = decode(Counted(model), ids, mask, max_new_tokens=NEW, ends=[end])
+    tokens, _ = decode(Counted(model), ids, mask, max_new_tokens=NEW, ends=[end], compact=True)
     assert widths[0] == len(prompts)
     assert widths == sorted(widths, reverse=True) and widths[-1] < len(prompts)
     # Each step computes only the rows still writing: one row-step per token written (the prefill aside,

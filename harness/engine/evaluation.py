@@ -116,9 +116,9 @@ class _LmEval:
 
         class GreedyDecodedHere(HFLM):
             """lm-eval's HFLM whose greedy generation runs the harness's decoding loop
-            (:func:`harness.engine.generate.generate_ids`): the tokens ``transformers``' ``generate`` writes, but
-            a row that reaches an end token or one of the task's stop sequences leaves the batch at once, and
-            the KV cache grows in place. lm-eval cuts each text at its first stop sequence either way, so the
+            (:func:`harness.engine.generate.generate_ids`): the tokens ``transformers``' ``generate`` writes, a
+            row stopping at an end token or at one of the task's stop sequences, and the KV cache growing in
+            place. lm-eval cuts each text at its first stop sequence either way, so the
             scored texts are the same. Sampling stays with ``generate`` (its random draws are the reference)."""
 
             def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):

@@ -11,10 +11,11 @@ Two switches serve answers that must start and end (pseudo-labels, :mod:`methods
 being EOS, another special token or whitespace only.
 
 The loop is our own (:func:`decode`), not ``transformers``' ``generate``: the same greedy tokens (tested
-against ``generate`` and against a bare loop), but a row that has finished leaves the batch and its caches
-at once, so a batch runs as long as its rows still write, not as long as its longest row; and each model's
-KV cache (:func:`kv_cache`) writes every step into room set aside for it, where ``transformers``' default
-concatenates the whole cache at every step. A model with
+against ``generate`` and against a bare loop), with each model's KV cache (:func:`kv_cache`) written in
+place where ``transformers``' default concatenates the whole cache at every step. Finished rows stay in the
+batch, as in ``generate``: dropping them (``decode(compact=True)``) changes the batch's shape mid-decoding,
+which under bf16 can flip a near-tied greedy token (a default micro run's HumanEval texts at step 0 moved), so it
+is opt-in. A model with
 decoding steps of its own (``model.decoding_steps()``: :class:`methods.proxytuning.ProxyTuned`'s three
 models and caches) decodes through the same loop.
 """
@@ -183,7 +184,7 @@ def generate_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     left-padded ``input_ids`` in, prompt + continuation out, a finished row padded with ``pad_token_id``.
 
     Rows stop at an end token (``eos_token_id``, else the model's) or at one of ``stop_strings``; finished
-    rows leave the batch unless a ``stopping_criteria`` (which sees the whole batch) is given. ``steps``: the
+    rows stay in the batch, as in ``generate``. ``steps``: the
     decoding steps to use (default :func:`decoding_steps` of ``model``)."""
     if max_new_tokens is None:
         max_new_tokens = (max_length or input_ids.shape[1] + 1) - input_ids.shape[1]
@@ -196,7 +197,7 @@ def generate_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     with weights_cast_once(model):
         new, _ = decode(steps or decoding_steps(model), input_ids, mask, max_new_tokens=max_new_tokens, ends=ends,
                         choose=partial(choose_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p),
-                        stop=stop, tokenizer=tokenizer, compact=stopping_criteria is None, pad=pad,
+                        stop=stop, tokenizer=tokenizer, pad=pad,
                         stopping_criteria=stopping_criteria)
     width = max(map(len, new))
     continuation = torch.full((input_ids.shape[0], width), pad, dtype=input_ids.dtype, device=input_ids.device)
@@ -316,16 +317,16 @@ def choose_tokens(scores: torch.Tensor, do_sample: bool = False, temperature: fl
 @torch.no_grad()
 def decode(steps, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, ends: Sequence[int],
            choose=choose_tokens, banned_first: torch.Tensor | None = None, stop: Sequence[str] = (), tokenizer=None,
-           compact: bool = True, pad: int = 0, stopping_criteria=None) -> tuple[list[list[int]], list[bool]]:
+           compact: bool = False, pad: int = 0, stopping_criteria=None) -> tuple[list[list[int]], list[bool]]:
     """Decode a left-padded batch: the prompt is prefilled once, then one step per token, each row's newest
     token against the cache. Returns each row's new tokens (through the end token, if one came) and whether
     it ended (an end token or a stop string within ``max_new_tokens``).
 
-    ``compact`` (the default) drops a finished row from the batch (and every cache) at once, so the rows
-    still writing do not pay for the ones that are done; a batch of labels that end at very different
-    lengths otherwise runs every row to the longest. Without it, finished rows stay and are fed ``pad`` (what
-    ``transformers``' ``generate`` does, and what a ``stopping_criteria`` over whole sequences, lm-eval's,
-    needs: it is called as ``generate`` calls it, with the prompt and the continuation so far)."""
+    By default finished rows stay and are fed ``pad`` (what ``transformers``' ``generate`` does, and what a
+    ``stopping_criteria`` over whole sequences, lm-eval's, needs: it is called as ``generate`` calls it, with
+    the prompt and the continuation so far). ``compact=True`` drops a finished row from the batch (and every
+    cache) at once, so the rows still writing do not pay for the ones that are done; the same tokens in fp32,
+    but under bf16 the changed batch shape can flip a near-tied token, so no generation path uses it yet."""
     if stopping_criteria is not None and compact:
         raise ValueError("a stopping_criteria sees the whole batch; decode it with compact=False")
     if stop and tokenizer is None:
