@@ -37,6 +37,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KIND.NAME=VALUE",
                    help="an option of a benchmark kind, e.g. mmlu.shots_from=dev (needs hub access), "
                         "humaneval.samples=10; repeatable")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                   help="autocast of every model call (default fp32); give a run's training precision to score its "
+                        "exported model as the run did; auto: bf16 where this CPU runs it fast, fp16 on a GPU "
+                        "without bf16, else fp32")
     p.add_argument("--no-continuous", action="store_true",
                    help="skip the bits-per-byte continuous metrics (one extra forward pass per item)")
     p.add_argument("--out", type=Path, help="directory for results.json and per-item <benchmark>.jsonl files")
@@ -151,22 +155,26 @@ def parse_options(values: list[str]) -> dict[str, dict]:
 def main_eval(args: argparse.Namespace) -> int:
     from harness.data.sources import DataUnavailableError
     from harness.engine.evaluation import evaluate_model
+    from harness.config import ConfigError
     from harness.models import ModelUnavailableError
+    from harness.precision import resolve_precision
     from harness.registry import RegistryError
 
     try:
         names = suite_benchmark_names(args.suite) if args.suite else tuple(
             b.strip() for b in args.benchmarks.split(",") if b.strip())
         fewshot, options = parse_fewshot(args.fewshot), parse_options(args.option)
+        precision = resolve_precision(args.precision).value
         model, tokenizer = load_model_and_tokenizer(args.model, args.adapter)
         results = evaluate_model(model, tokenizer, names, limit=args.limit, subsample_seed=args.seed,
                                  batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                  out_dir=args.out, choice_engine=args.choice_engine, fewshot=fewshot,
-                                 options=options, continuous=not args.no_continuous)
-    except (RegistryError, FileNotFoundError, ValueError, ModelUnavailableError, DataUnavailableError) as err:
+                                 options=options, continuous=not args.no_continuous, precision=precision)
+    except (RegistryError, FileNotFoundError, ValueError, ModelUnavailableError, DataUnavailableError,
+            ConfigError) as err:
         print(f"harness eval: error: {err}", file=sys.stderr)
         return 2
-    report = {"model": args.model, "adapter": str(args.adapter) if args.adapter else None,
+    report = {"model": args.model, "adapter": str(args.adapter) if args.adapter else None, "precision": precision,
               "suite": args.suite, "limit": args.limit, "results": {k: r.to_dict() for k, r in results.items()}}
     if args.out:
         atomic_write_json(args.out / "results.json", report)

@@ -234,3 +234,28 @@ def test_the_subsample_depends_on_the_subsample_seed_only(tiny):
     c = evaluate_model(model, tok, ["mmlu-cs"], limit=5, subsample_seed=1, choice_engine="direct", continuous=False)
     assert a["mmlu-cs"].subsample == b["mmlu-cs"].subsample
     assert a["mmlu-cs"].subsample["ids_sha256"] != c["mmlu-cs"].subsample["ids_sha256"]
+
+
+def test_every_model_call_of_an_evaluation_runs_in_the_precision_given(tiny):
+    """A run scores its benchmarks in its own precision, whatever the model is: a peft model's generate runs its base
+    model's forward, past a mixed-precision wrapper on the peft model's (accelerate's), so a LoRA run once sampled
+    HumanEval in fp32 while a full fine-tuning run sampled in bf16."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny
+    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    seen: list[torch.dtype] = []
+    lora.get_base_model().lm_head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    # greedy generation (the decoding loop), sampled generation (peft's generate), log-likelihoods, reference bits
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        seen.clear()
+        results = evaluate_model(lora, tok, ["humaneval", "mmlu-cs"], limit=2, max_new_tokens=4, batch_size=2,
+                                 precision=precision)
+        sampled = evaluate_model(lora, tok, ["humaneval"], limit=2, max_new_tokens=4, batch_size=2,
+                                 options={"humaneval": {"samples": 2}}, continuous=False, precision=precision)
+        assert len(seen) > 10 and set(seen) == {dtype}, precision
+        assert results["humaneval"].extra["precision"] == sampled["humaneval"].extra["precision"] == precision
+    with pytest.raises(ValueError, match="precision"):
+        evaluate_model(lora, tok, ["mmlu-cs"], limit=2, precision="auto")

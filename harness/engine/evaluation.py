@@ -37,10 +37,12 @@ from harness.data.sampling import ids_sha256, stratified_sample
 from harness.engine.generate import generate_ids
 from harness.engine.loglik import choice_logliks, continuation_logliks, model_max_length
 from harness.io import atomic_write_text
+from harness.precision import autocast_for
 from harness.registry import BENCHMARK_KINDS, BENCHMARKS
 
 CHOICE_ENGINES = ("lm-eval", "direct")  # how multiple-choice kinds are scored
 CONTINUOUS_METRICS = ("bits_per_byte", "p_correct")
+EVAL_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def _rng_preserved():
 class _LmEval:
     """One HFLM around the model, reused for every benchmark of an evaluation."""
 
-    def __init__(self, model, tokenizer, batch_size: int):
+    def __init__(self, model, tokenizer, batch_size: int, precision: str = "fp32"):
+        import torch
         from lm_eval.models.huggingface import HFLM
 
         class GreedyDecodedHere(HFLM):
@@ -138,7 +141,11 @@ class _LmEval:
 
         with _quiet("lm_eval"):
             # A copy: HFLM may set a pad token, which must not leak into the caller's tokenizer.
-            self.lm = GreedyDecodedHere(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
+            # HFLM runs each model call in an autocast block of its own (disabled when it has no dtype), which
+            # would switch off the caller's: it is given the evaluation's precision.
+            self.lm = GreedyDecodedHere(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size,
+                                        mixed_precision_dtype={"bf16": torch.bfloat16,
+                                                               "fp16": torch.float16}.get(precision))
 
     def run(self, spec: BenchmarkSpec, docs: list[dict], *, fewshot: int = 0, gen_kwargs: dict | None = None,
             repeats: int = 1) -> tuple[list[dict], dict]:
@@ -161,7 +168,7 @@ def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | 
                    subsample_seed: int = 0, batch_size: int = 16, max_new_tokens: int = 512,
                    out_dir: Path | str | None = None, fewshot: Mapping[str, int] | None = None,
                    options: Mapping[str, Mapping[str, Any]] | None = None, choice_engine: str = "lm-eval",
-                   continuous: bool = True) -> dict[str, BenchmarkResult]:
+                   continuous: bool = True, precision: str = "fp32") -> dict[str, BenchmarkResult]:
     """Score ``model`` on each benchmark (registered names or aliases); results by canonical name.
 
     ``limit`` scores a fixed stratified subsample of that many items per benchmark, drawn with
@@ -171,9 +178,18 @@ def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | 
     ``options``). ``choice_engine="direct"`` scores multiple-choice kinds with the batched
     log-likelihood path instead of lm-eval. ``continuous`` adds the bits per byte of each item's
     reference text.
+
+    ``precision`` (a resolved one: "fp32", "bf16", "fp16"; a run passes its own) is the autocast every model call
+    of the evaluation runs under: log-likelihoods, greedy and sampled generation, reference bits. One block
+    around all of them, because the model's own wrapper does not reach every call: accelerate's mixed-precision
+    wrapper patches a model's ``forward``, and a peft model's ``generate`` runs its base model's, so a LoRA
+    run's sampled HumanEval (and, before our decoding loop, its greedy one) decoded in fp32 while a full
+    fine-tuning run's decoded in bf16.
     """
     if choice_engine not in CHOICE_ENGINES:
         raise ValueError(f"choice_engine must be one of {CHOICE_ENGINES}, got {choice_engine!r}")
+    if precision not in EVAL_PRECISIONS:
+        raise ValueError(f"precision must be one of {EVAL_PRECISIONS} (a resolved precision), got {precision!r}")
     shots = {BENCHMARK_KINDS.canonical(kind): k for kind, k in (fewshot or {}).items()}
     given = {BENCHMARK_KINDS.canonical(kind): o for kind, o in (options or {}).items()}
     for kind_name, k in shots.items():  # bad options fail before any model work
@@ -185,6 +201,15 @@ def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | 
         if spec.kind not in kind_options:
             kind_options[spec.kind] = spec.kind_impl.resolve_options()
     max_new = min(max_new_tokens, model_max_length(model, tokenizer) // 2)
+    with autocast_for(precision, next(model.parameters()).device):
+        return _evaluate(model, tokenizer, specs, kind_options, shots, limit=limit, subsample_seed=subsample_seed,
+                         batch_size=batch_size, max_new=max_new, out_dir=out_dir, choice_engine=choice_engine,
+                         continuous=continuous, precision=precision)
+
+
+def _evaluate(model, tokenizer, specs: Sequence[BenchmarkSpec], kind_options: dict, shots: dict, *,
+              limit: int | None, subsample_seed: int, batch_size: int, max_new: int, out_dir, choice_engine: str,
+              continuous: bool, precision: str) -> dict[str, BenchmarkResult]:
     engine: _LmEval | None = None
     results: dict[str, BenchmarkResult] = {}
     for spec in specs:
@@ -195,14 +220,14 @@ def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | 
         docs, notes = kind.documents(spec, fewshot=k, seed=subsample_seed, **opts)
         indices, subsample = select_items(spec, docs, limit, subsample_seed)
         chosen = [docs[i] for i in indices]
-        extra: dict = dict(notes)
+        extra: dict = {**notes, "precision": precision}
         if kind.output_type == "multiple_choice" and choice_engine == "direct":
             outputs, path = choice_logliks(model, tokenizer, [d["prompt"] for d in chosen], kind.choices,
                                            batch_size=batch_size)
             extra.update(engine="direct", batch_size=batch_size, loglik_path=path)
         else:
             if engine is None:
-                engine = _LmEval(model, tokenizer, batch_size)
+                engine = _LmEval(model, tokenizer, batch_size, precision)
             gen_kwargs, repeats = kind.generation(max_new, **opts)
             samples, lm_eval_info = engine.run(spec, chosen, fewshot=k, gen_kwargs=gen_kwargs, repeats=repeats)
             if [kind.item_id(s["doc"]) for s in samples] != [kind.item_id(d) for d in chosen]:

@@ -14,8 +14,8 @@ The loop is our own (:func:`decode`), not ``transformers``' ``generate``: the sa
 against ``generate`` and against a bare loop), with each model's KV cache (:func:`kv_cache`) written in
 place where ``transformers``' default concatenates the whole cache at every step. Finished rows stay in the
 batch, as in ``generate``: dropping them (``decode(compact=True)``) changes the batch's shape mid-decoding,
-which under bf16 can flip a near-tied greedy token (a default micro run's HumanEval texts at step 0 moved), so it
-is opt-in. A model with
+and under bf16 a batch's shape can flip a near-tied greedy token (measured for the decoding batch size: one
+validation text of 1,100), so it is opt-in. A model with
 decoding steps of its own (``model.decoding_steps()``: :class:`methods.proxytuning.ProxyTuned`'s three
 models and caches) decodes through the same loop.
 """
@@ -326,7 +326,7 @@ def decode(steps, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int,
     ``stopping_criteria`` over whole sequences, lm-eval's, needs: it is called as ``generate`` calls it, with
     the prompt and the continuation so far). ``compact=True`` drops a finished row from the batch (and every
     cache) at once, so the rows still writing do not pay for the ones that are done; the same tokens in fp32,
-    but under bf16 the changed batch shape can flip a near-tied token, so no generation path uses it yet."""
+    but under bf16 a changed batch shape can flip a near-tied token, so no generation path uses it yet."""
     if stopping_criteria is not None and compact:
         raise ValueError("a stopping_criteria sees the whole batch; decode it with compact=False")
     if stop and tokenizer is None:

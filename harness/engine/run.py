@@ -372,6 +372,7 @@ def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list
                                      max_new_tokens=config.eval.benchmark_max_new_tokens,
                                      fewshot=config.eval.fewshot, options=options,
                                      continuous=config.eval.continuous_metrics,
+                                     precision=config.training.precision,  # resolved by the plan
                                      out_dir=run.samples_dir / f"benchmarks-step-{step}")
         rows = []
         for name, result in results.items():
