@@ -17,7 +17,8 @@ The summary dict::
      "last_step",             # the last training step logged (None: nothing trained)
      "params": {"trainable", "total", "percent"} | None,
      "best_step",             # by ROUGE-1: status best_step, else the eval rows' best_step, else argmax
-     "eval": {"steps": [...], "first": E, "best": E, "last": E} | None,
+     "eval": {"steps": [...], "first": E, "best": E, "last": E,
+              "degenerate_share": {step: share}, "degenerate_steps": [steps where over half are degenerate]} | None,
          # E = {"step", "rouge1", "rouge2", "rougeL", "eval_loss", "eval_bits_per_byte"} (None: absent)
      "benchmarks": {"names": [...], "rows": [{"step", "scores": {name: B}}]},
          # B = {"score", "stderr", "n", "metric", "bits_per_byte", "bits_per_byte_stderr", "p_correct", ...}
@@ -36,6 +37,7 @@ import math
 import time
 from typing import Any
 
+from harness.engine.degeneracy import MAX_SHARE
 from harness.io import read_json
 from harness.runstore import COMPLETED, FAILED, RUNNING, RunDir, latest_metrics
 
@@ -69,14 +71,22 @@ def _read_json_or_none(path) -> Any:
 
 # --- pieces ------------------------------------------------------------------------------------------
 
+def _steps_text(steps: list[int]) -> str:
+    """``[50, 100, 150, 200]`` → "50, 100, …, 200"; a few steps are listed whole."""
+    return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, {steps[1]}, …, {steps[-1]}"
+
+
 def _eval_summary(rows: list[dict], status: dict) -> tuple[dict | None, int | None]:
     by_step: dict[int, dict] = {}
     best_rows: dict[int, Any] = {}
+    degenerate: dict[int, float] = {}
     for row in rows:
         if row.get("phase") != "eval" or not isinstance(row.get("step"), int):
             continue
         if row.get("metric") == "best_step":
             best_rows[row["step"]] = row.get("value")
+        elif row.get("metric") == "degenerate_share" and _number(row.get("value")) is not None:
+            degenerate[row["step"]] = _number(row.get("value"))
         elif row.get("metric") in EVAL_METRICS:
             by_step.setdefault(row["step"], {})[row["metric"]] = _number(row.get("value"))
     if not by_step:
@@ -92,8 +102,10 @@ def _eval_summary(rows: list[dict], status: dict) -> tuple[dict | None, int | No
     if best not in by_step:
         scored = [s for s in steps if by_step[s].get("rouge1") is not None]
         best = max(scored, key=lambda s: (by_step[s]["rouge1"], -s)) if scored else None
+    # Where most generations are empty or loops, ROUGE scores nothing the model wrote: the summary says so.
     return ({"steps": steps, "first": entry(steps[0]), "best": entry(best) if best is not None else None,
-             "last": entry(steps[-1])}, best)
+             "last": entry(steps[-1]), "degenerate_share": {step: degenerate[step] for step in sorted(degenerate)},
+             "degenerate_steps": [step for step in sorted(degenerate) if degenerate[step] > MAX_SHARE]}, best)
 
 
 def _benchmark_summary(rows: list[dict]) -> dict:
@@ -323,6 +335,14 @@ def format_summary(summary: dict) -> str:
                  for step in sorted(entries)]
         lines.append(f"validation ({len(ev.get('steps', []))} evaluations; best by ROUGE-1)")
         lines += _table(["", "step", "ROUGE-1", "ROUGE-2", "ROUGE-L", "loss", "bits/byte"], table)
+        bad = ev.get("degenerate_steps") or []
+        if bad:
+            shares = ev.get("degenerate_share") or {}
+            lines.append(f"  degenerate: at {len(bad)} of {len(ev.get('steps', []))} evaluations (steps "
+                         f"{_steps_text(bad)}) over half of the generations are empty or loops (up to "
+                         f"{_fmt(100 * max(shares.get(b, 0.0) for b in bad), '.0f')}%):")
+            lines.append("  ROUGE there scores next to nothing the model wrote; eval loss and bits/byte still "
+                         "measure it")
     else:
         lines.append("validation  none recorded")
 

@@ -278,3 +278,26 @@ def test_show_through_the_cli_maps_errors_to_exit_2(tmp_path, capsys):
         pytest.skip("runs/show are not wired into harness.cli yet")
     assert cli.main(["show", str(tmp_path / "missing")]) == 2
     assert "no run directory" in capsys.readouterr().err
+
+
+def test_the_summary_says_where_validation_generations_are_degenerate(tmp_path):
+    """A micro run whose generations are all blank lines has ROUGE 0 at every step: the summary says why."""
+    run = RunDir(tmp_path / "code" / "lora" / "s0-x")
+    run.create(_config(), {})
+    shares = {0: 0.4, 10: 0.9, 20: 1.0, 30: 1.0, 40: 1.0, 50: 0.5}
+    rows = [r for step, share in shares.items() for r in
+            (*_eval(step, 0.0, 0.0, 0.0, 6.0 - step / 100),
+             {"step": step, "phase": "eval", "metric": "degenerate_share", "value": share})]
+    _log(run, rows, attempt=1)
+    run.complete(best_step=0)
+    s = summarize(run)
+    assert s["eval"]["degenerate_steps"] == [10, 20, 30, 40]  # 0.5 is not more than half
+    assert s["eval"]["degenerate_share"][20] == 1.0
+    text = format_summary(s)
+    assert "degenerate: at 4 of 6 evaluations (steps 10, 20, 30, 40)" in text and "(up to 100%)" in text
+    clean = RunDir(tmp_path / "code" / "lora" / "s1-x")
+    clean.create(_config(seed=1), {})
+    _log(clean, [r for step in (0, 10) for r in (*_eval(step, 0.2, 0.1, 0.2, 2.0),
+              {"step": step, "phase": "eval", "metric": "degenerate_share", "value": 0.1})], attempt=1)
+    clean.complete(best_step=10)
+    assert "degenerate" not in format_summary(summarize(clean))
