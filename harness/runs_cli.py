@@ -182,8 +182,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         info = export_model(run, Path(args.out).expanduser(), step)
     except ValueError as err:  # not completed, no such checkpoint, a decode-time combination
         raise ConfigError(str(err)) from err
-    print(f"exported {info['method']} step {info['step']} of {run.path} to {args.out}; score it with "
-          f"`harness eval --model {args.out} --suite {info['suite']}`")
+    # The run scored its benchmarks in its own precision; the same flag gives the same model calls.
+    print(f"exported {info['method']} step {info['step']} of {run.path} to {args.out}; score it as the run did with "
+          f"`harness eval --model {args.out} --suite {info['suite']} --precision {info['precision']}`")
     return 0
 
 

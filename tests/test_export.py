@@ -3,6 +3,8 @@ harness: the same model the run evaluated, Pen2Sword's transferred base and new 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -53,13 +55,16 @@ def test_a_rebuilt_run_scores_what_the_run_logged(pen2sword_run):
         assert loss["eval_loss"] == pytest.approx(logged(run, step, "eval_loss"), abs=1e-5)
 
 
-def test_export_writes_a_model_directory_that_loads_without_the_harness(pen2sword_run, tmp_path):
+def test_export_writes_a_model_directory_that_loads_without_the_harness(pen2sword_run, tmp_path, capsys):
     from benchmarks.cli import load_model_and_tokenizer
     from harness.engine.run import load_run_model
 
     out = tmp_path / "exported"
     assert main(["export", str(pen2sword_run.path), "--out", str(out), "--step", "2"]) == 0
     assert (out / "config.json").is_file() and (out / "export.json").is_file()
+    precision = json.loads((pen2sword_run.path / "config.json").read_text())["training"]["precision"]
+    assert precision in ("fp32", "bf16") and json.loads((out / "export.json").read_text())["precision"] == precision
+    assert f"--precision {precision}`" in capsys.readouterr().out  # the command that scores it as the run did
     assert not list(tmp_path.glob(".*partial"))
     exported, exported_tok = load_model_and_tokenizer(str(out))
     rebuilt, tokenizer, _ = load_run_model(pen2sword_run.path, 2)

@@ -157,7 +157,7 @@ def load_run_model(run_path: str | Path, step: int | str = "best") -> tuple[obje
     with tempfile.TemporaryDirectory(prefix="harness-rebuild-") as work, Profiler(lambda rows: None) as profiler:
         prepared, _ = _prepare(plan, Path(work), profiler, _sub_runner(plan, profiler, False, []))
         info = {"run_dir": str(run.path.resolve()), "run_id": run.path.name, "method": config.method,
-                "suite": config.suite}
+                "suite": config.suite, "precision": config.training.precision}  # the run's, resolved
         if not plan.method.trains:
             if prepared.decode_model is not None:
                 raise ValueError(f"method {config.method!r} decodes with several models at once; there is no "
