@@ -113,6 +113,9 @@ class TrainingConfig:
     lora_target_modules: tuple[str, ...] = ("q_proj",)
     train_embeddings: bool = True
     loss_on: str = "response"  # "full" = the official code's prompt+response loss
+    # Shard weights, gradients and optimizer state over the run's processes (PyTorch FSDP2; harness.engine.sharding)
+    # instead of replicating them (DDP): full fine-tuning of a 13B target. Needs two processes or more.
+    fsdp: bool = added_later(False)
     eval_every: int = 50
     checkpoint_steps: tuple[int, ...] = (100, 200, 300, 500)
     log_every: int = 10
@@ -137,6 +140,8 @@ class TrainingConfig:
         check_value(len(self.lora_target_modules) > 0, "training.lora_target_modules",
                self.lora_target_modules, "a non-empty list of module names")
         one_of("training.loss_on", self.loss_on, ("response", "full"))
+        check_value(not (self.fsdp and self.peft == "qlora"), "training.fsdp", self.fsdp,
+                    "false with training.peft=qlora (a 4-bit quantized base is not sharded; use lora, dora or full)")
         check_value(self.eval_every >= 1, "training.eval_every", self.eval_every, ">= 1")
         check_value(all(s >= 1 for s in self.checkpoint_steps), "training.checkpoint_steps",
                self.checkpoint_steps, "positive step numbers")

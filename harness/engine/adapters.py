@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.config import TrainingConfig
+from harness.engine.sharding import full, like
 
 
 class AdapterUnavailableError(RuntimeError):
@@ -144,8 +145,9 @@ def trainable_summary(model) -> TrainableSummary:
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
-    """Every trainable tensor by name (what a checkpoint must hold to restore training)."""
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    """Every trainable tensor by name (what a checkpoint must hold to restore training); a sharded model's whole
+    tensors, gathered (then every rank calls it)."""
+    return {name: full(p).detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
@@ -155,5 +157,5 @@ def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
     if missing or unknown:
         raise RuntimeError(f"checkpoint does not match the model: missing {missing[:5]}, unexpected {unknown[:5]}")
     with torch.no_grad():
-        for name, tensor in state.items():
-            params[name].copy_(tensor)
+        for name, tensor in state.items():  # a sharded parameter takes its shard of the whole tensor
+            params[name].copy_(like(params[name], tensor.to(params[name].dtype)))

@@ -28,6 +28,7 @@ from harness.engine import checkpoint as ckpt
 from harness.engine.adapters import apply_adapters, load_trainable_state, quantize_for_qlora, trainable_summary
 from harness.method import MethodContext, Prepared
 from harness.engine.profiler import Profiler
+from harness.engine.sharding import gathered
 from harness.engine.trackers import close_trackers, log_rows, open_trackers
 from harness.engine.trainer import Trainer, evaluate_validation, make_accelerator
 from harness.io import atomic_write_json, read_json
@@ -321,9 +322,10 @@ def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, pr
                 scores = evaluate_validation(model, tokenizer, config, ctx.validation_records,
                                              run.samples_dir / "validation-step-0.jsonl")
             emit([{"step": 0, "phase": "eval", "metric": k, "value": v} for k, v in scores.items()])
-        if main and config.eval.benchmarks:
+        sharded = spec.trains and config.training.fsdp  # every rank takes part in loading and gathering
+        if config.eval.benchmarks and (main or sharded):
             run_benchmarks(run, config, model, tokenizer, benchmark_steps(config, best_step, spec.trains),
-                           emit, profiler, from_checkpoints=spec.trains)
+                           emit, profiler, from_checkpoints=spec.trains, evaluate_here=main)
         accelerator.wait_for_everyone()
         across = profiler.across_processes(accelerator.num_processes)  # every process takes part
         if main:
@@ -348,8 +350,11 @@ def _execute_claimed(plan: RunPlan, accelerator, *, force: bool, resume: str, pr
 
 
 def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list[int], emit, profiler,
-                   from_checkpoints: bool) -> None:
-    """Score each listed checkpoint on the suite's benchmarks (+ the ones every fine-tuned run gets)."""
+                   from_checkpoints: bool, evaluate_here: bool = True) -> None:
+    """Score each listed checkpoint on the suite's benchmarks (+ the ones every fine-tuned run gets).
+
+    A sharded model (``training.fsdp``) is loaded and gathered by every rank, and scored by the one with
+    ``evaluate_here`` alone."""
     from harness.engine.adapters import load_trainable_state
     from harness.engine.evaluation import evaluate_model
     from harness.registry import BENCHMARKS
@@ -363,9 +368,12 @@ def run_benchmarks(run: RunDir, config: RunConfig, model, tokenizer, steps: list
             continue  # already scored before an interruption
         if from_checkpoints:
             load_trainable_state(model, ckpt.load_trainable(run.checkpoint_dir(step)))
+        if not evaluate_here:
+            with gathered(model):  # the all-gather the evaluating rank's needs
+                continue
         model.eval()
         say(f"benchmarks at step {step}: {', '.join(names)}")
-        with profiler.phase("benchmarks", step=step), torch.no_grad():
+        with profiler.phase("benchmarks", step=step), gathered(model), torch.no_grad():
             results = evaluate_model(model, tokenizer, names, limit=config.eval.benchmark_limit,
                                      subsample_seed=config.eval.subsample_seed,
                                      batch_size=config.eval.eval_batch_size,

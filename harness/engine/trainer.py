@@ -1,10 +1,11 @@
 """The training loop every method shares (accelerate: single process, or data-parallel under
-``accelerate launch`` / ``torchrun``).
+``accelerate launch`` / ``torchrun``; with ``training.fsdp``, the model sharded over those processes by
+:mod:`harness.engine.sharding`).
 
 Loss normalisation: each step's loss is the sum of token losses over the *global* batch divided by
 the global number of label tokens; each rank backpropagates ``local_sum * world / global_tokens`` so
-that DDP's gradient averaging yields exactly the single-process gradient. One process and two
-processes therefore train the same model.
+that DDP's gradient averaging (FSDP's reduce-scatter averages alike) yields exactly the single-process
+gradient. One process and two processes therefore train the same model.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from harness.engine.adapters import load_trainable_state, trainable_state
 from harness.engine.degeneracy import degenerate_share
 from harness.data.batches import IGNORE, Encoded, StepOrder, collate, encode_example, encode_prompt, pad_id
 from harness.engine.profiler import memory_snapshot
+from harness.engine.sharding import full, gathered, shard
+from harness.engine.sharding import load_optimizer_state as load_sharded_optimizer_state
+from harness.engine.sharding import optimizer_state as sharded_optimizer_state
 from harness.io import append_jsonl
 from harness.engine.validation import (eval_loss, generate_responses, rouge_f1,
                                   teacher_forced_predictions)
@@ -140,10 +144,20 @@ class Trainer:
             raise ValueError(f"training.batch_size={self.t.batch_size} must split evenly over {self.world} "
                              f"processes x grad_accum={self.t.grad_accum}")
         params = upcast_trainable(model)
+        self.sharded = self.t.fsdp
+        if self.sharded:
+            if self.world < 2:
+                raise ValueError("training.fsdp shards the model over the run's processes, and this run has one: "
+                                 "start it with --processes-per-run N (N >= 2), or drop training.fsdp")
+            model = shard(model, self.accelerator.device)
+            params = [p for p in model.parameters() if p.requires_grad]  # sharding made new parameters
         self.optimizer = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay)
         self.scheduler = get_scheduler(self.t.scheduler, self.optimizer, num_warmup_steps=self.t.warmup_steps,
                                        num_training_steps=config.schedule_steps)
-        self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
+        if self.sharded:  # accelerate would wrap the sharded model in DDP too: it prepares the optimizer alone
+            self.model, self.optimizer = model, self.accelerator.prepare(self.optimizer)
+        else:
+            self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
         self.params = params
         self.pad = pad_id(tokenizer)
         self.state = TrainState()
@@ -177,7 +191,7 @@ class Trainer:
                                              ignore_index=IGNORE, reduction="sum")
                 self.accelerator.backward(token_loss * (self.world / global_tokens))
                 loss_sum += token_loss.item()
-        grad_norm = self.accelerator.clip_grad_norm_(self.params, self.t.max_grad_norm)
+        grad_norm = full(self.accelerator.clip_grad_norm_(self.params, self.t.max_grad_norm))
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -203,9 +217,13 @@ class Trainer:
             return
         final = self.checkpoints_dir / f"step-{step}"
         model = self.accelerator.unwrap_model(self.model)
+        # A sharded model's whole tensors and optimizer state are gathered by every rank together (keyed by name).
+        trainable = trainable_state(model) if self.is_main or self.sharded else None
+        optimizer_state = (sharded_optimizer_state(model, self.optimizer.optimizer) if self.sharded
+                           else self.optimizer.state_dict() if self.is_main else None)
         if self.is_main:
-            ckpt.write_checkpoint(final, trainable=trainable_state(model),
-                                  optimizer_state=self.optimizer.state_dict(),
+            ckpt.write_checkpoint(final, trainable=trainable,
+                                  optimizer_state=optimizer_state,
                                   scheduler_state=self.scheduler.state_dict(),
                                   scaler_state=self._scaler_state(),
                                   trainer_state={"step": step, "best_step": self.state.best_step,
@@ -231,8 +249,12 @@ class Trainer:
 
     def resume_from(self, path: Path) -> None:
         loaded = ckpt.load_checkpoint(path, self.rank)
-        load_trainable_state(self.accelerator.unwrap_model(self.model), loaded["trainable"])
-        self.optimizer.load_state_dict(loaded["optimizer"])
+        model = self.accelerator.unwrap_model(self.model)
+        load_trainable_state(model, loaded["trainable"])  # sharded: every rank read it and takes its shard
+        if self.sharded:
+            load_sharded_optimizer_state(model, self.optimizer.optimizer, loaded["optimizer"])
+        else:
+            self.optimizer.load_state_dict(loaded["optimizer"])
         self.scheduler.load_state_dict(loaded["scheduler"])
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler is not None:
@@ -252,7 +274,8 @@ class Trainer:
             self._pending = []
 
     def _eval_and_record(self, step: int) -> dict[str, float]:
-        with self._phase("validation", step=step):
+        # A sharded model is gathered on every rank for the block, so the main rank validates alone.
+        with self._phase("validation", step=step), gathered(self.model) if self.sharded else nullcontext():
             scores = self.evaluate(step) if self.is_main else {}
         self.accelerator.wait_for_everyone()
         if self.is_main:
@@ -260,6 +283,10 @@ class Trainer:
             if scores["rouge1"] > self.state.best_rouge1:
                 self.state.best_rouge1, self.state.best_step = scores["rouge1"], step
             self._pending.append({"step": step, "phase": "eval", "metric": "best_step", "value": self.state.best_step})
+        if self.world > 1:  # every rank knows the best step (a sharded run's benchmarks need all ranks at it)
+            best = [self.state.best_step, self.state.best_rouge1]
+            dist.broadcast_object_list(best, src=0)
+            self.state.best_step, self.state.best_rouge1 = best
         self.state.evaluated.append(step)
         self._flush()
         return scores
