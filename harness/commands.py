@@ -35,6 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(config, args.results_dir)  # every check before anything is created
     use_trackers_from_args(args)
     launcher = launcher_from_args(args, args.results_dir, say=lambda m: print(m, file=sys.stderr))
+    launcher.check(plan.config)
     if args.dry_run:
         print(json.dumps(plan.to_dict(), indent=2, default=str) if args.json else format_plan(plan))
         if launcher.kind != "local":

@@ -202,7 +202,17 @@ class Launcher:
                                                          if line.startswith("#SBATCH")]
         return lines
 
+    def check(self, config: RunConfig) -> None:
+        """Refuse, before anything starts, a run this launch cannot give what it needs."""
+        processes = 1 if self.kind == "local" else self.slurm.processes
+        if config.training.fsdp and processes < 2:
+            raise ConfigError(f"training.fsdp shards the model over a run's processes, and this launch gives a run "
+                              f"{processes}: launch it with --launcher submitit-local or slurm and --processes-per-run "
+                              "N (N >= 2; on GPUs one per GPU is the default), or drop training.fsdp")
+
     def launch(self, configs: Sequence[RunConfig]) -> list[Launched]:
+        for config in configs:
+            self.check(config)
         launched = [Launched(config=c) for c in configs]
         if not launched:
             return []

@@ -105,3 +105,16 @@ def test_a_sharded_run_is_validated_and_benchmarked_like_one_process(tmp_path, n
     assert {k for k in one if k[1] == "benchmark" and k[2].endswith("/score")}  # benchmarks were scored
     for key in one:
         assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
+
+
+def test_a_launch_without_processes_to_shard_over_is_refused_before_anything_starts(tmp_path, capsys):
+    from harness.cli import main
+
+    results = tmp_path / "results"
+    code = main(["run", "--method", "fft", "--suite", "code", "--scale", "nano", "--results-dir", str(results),
+                 "training.fsdp=true"])
+    assert code == 2 and "--processes-per-run" in capsys.readouterr().err
+    assert not results.exists() or not list(results.rglob("config.json"))
+    code = main(["run", "--method", "fft", "--suite", "code", "--scale", "nano", "--results-dir", str(results),
+                 "--launcher", "submitit-local", "--processes-per-run", "2", "--dry-run", "training.fsdp=true"])
+    assert code == 0
