@@ -108,6 +108,7 @@ def test_a_field_added_later_keeps_the_ids_of_runs_made_before_it():
     del before["pen2sword"]["embedding_warmup_steps"]  # the config as runs made before the fields recorded it
     del before["pseudo_labels"]["label_rule"]
     del before["eval"]["generation_batch_size"]
+    del before["training"]["fsdp"]
     before["model"]["candidates"] = before["pen2sword"].pop("candidates")  # where it lived then
     shots = before["eval"].pop("fewshot")  # the three few-shot fields eval.fewshot replaced
     before["eval"].update({f"{kind}_fewshot": shots.get(kind, 0) for kind in ("mmlu", "math", "gsm8k")})
