@@ -62,13 +62,26 @@ def resolve_planned_models(plan: RunPlan, profiler: Profiler) -> dict:
     """role → ResolvedModel; built-in roles this machine lacks are built here, in a phase of their own."""
     from harness import models
 
+    import torch.distributed as dist
+
     resolved = {role: m.resolved for role, m in plan.models.items() if not m.to_build}
     missing = {role: m.name for role, m in plan.models.items() if m.to_build}
-    if missing:
+    if not missing:
+        return resolved
+    # In a run of several processes the first builds them, the others wait: transformers writes a model on
+    # rank 0 only once torch.distributed is up, so a build on another rank would save nothing.
+    several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    builds = not several or dist.get_rank() == 0
+    if builds:
         say(f"first run: building {', '.join(sorted(set(missing.values())))} of the {plan.config.scale} model family")
         with profiler.phase("build_models"):
             for role, name in missing.items():
                 resolved[role] = models.resolve_model(name, scale=plan.config.scale, build=True)
+    if several:
+        dist.barrier()  # (gloo's default timeout, 30 minutes, is longer than a micro family's build)
+    if not builds:
+        resolved.update({role: models.resolve_model(name, scale=plan.config.scale, build=False)
+                         for role, name in missing.items()})
     return resolved
 
 
