@@ -67,7 +67,7 @@ def gathered(model):
     one rank may evaluate alone. Collective on entry and exit; nothing for a model that is not sharded."""
     from torch.distributed.fsdp import FSDPModule
 
-    groups = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    groups = [m for m in model.modules() if isinstance(m, FSDPModule)] if isinstance(model, torch.nn.Module) else []
     for group in groups:
         group.set_reshard_after_forward(False, recurse=False)  # a forward would otherwise shard them again
         group.unshard()
