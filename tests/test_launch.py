@@ -152,3 +152,21 @@ def test_a_job_trains_its_run_with_several_processes(tmp_path):
     for key in ddp:  # the same global batch, reduced in another order (and LoRA dropout drawn per process)
         if key[1] in ("loss", "eval_loss", "rouge1"):
             assert ddp[key] == pytest.approx(one[key], rel=1e-3, abs=1e-6), key
+
+
+def test_a_run_of_several_processes_builds_the_missing_model_family_once(tmp_path, data_cache, monkeypatch):
+    """On a machine without the model family, the first rank builds it and the others wait: transformers saves a
+    model on rank 0 only once torch.distributed is up, so a build on another rank wrote nothing and crashed."""
+    import shutil
+
+    from harness.engine.run import run_in_subprocess
+
+    cache = tmp_path / "cache"  # the session's data, no model family
+    shutil.copytree(data_cache / "wheels", cache / "wheels")
+    monkeypatch.setenv("HARNESS_CACHE", str(cache))
+    config = nano_lora("training.max_steps=2", "training.eval_every=2", "training.checkpoint_steps=[2]")
+    assert run_in_subprocess(config, tmp_path / "results", processes=2) == 0
+    (run,) = [RunDir(p.parent) for p in (tmp_path / "results").glob("code/lora/*/config.json")]
+    assert run.status()["state"] == "completed"
+    (family,) = (cache / "zoo").glob("nano-*")
+    assert (family / "target-base" / "model.safetensors").is_file() and not list(family.glob(".*partial*"))
