@@ -116,6 +116,7 @@ def render_all(tables: list[Table], needs, *, results, out: Path, scale: str, ov
             f"- precision of the runs: {', '.join(sorted(precisions)) or 'no runs'}; config overrides: "
             f"{' '.join(overrides) or 'none'}",
             f"- compute behind this report: {compute_text(every_run.values())}",
+            *_precision_warning(every_run.values()),
             "- each cell: ours (mean ± std over seeds) beside the paper's number and the difference",
             "- differences from the paper at this scale (the runs' settings, models and protocol):",
             *[f"  - {d}" for d in differences([t.spec for t in tables], scale, seeds_used, overrides) or ["none"]],
@@ -154,6 +155,33 @@ def _missing_line(found: Found, specs: list[str], scale: str, overrides: tuple[s
     if found.need.not_runnable:
         return f"- not runnable here: {command}): {found.need.not_runnable}"
     return f"- {command}; {found.state})"
+
+
+def _precision_warning(runs) -> list[str]:
+    stale = scored_in_another_precision(runs)
+    if not stale:
+        return []
+    names = ", ".join(f"{r.path.parent.name}/{r.path.name}" for r in stale[:5]) + (" …" if len(stale) > 5 else "")
+    return [f"- benchmarks of {len(stale)} {'run' if len(stale) == 1 else 'runs'} record no precision: made before every model "
+            f"call of an evaluation ran in the run's precision, they may have been scored partly in fp32 (a PEFT "
+            f"method's HumanEval, every benchmark of a method that does not train): {names}. Re-score them with "
+            "`harness run ... --force` to compare them on equal terms"]
+
+
+def scored_in_another_precision(runs) -> list[RunDir]:
+    """Runs that trained in bf16 or fp16 but whose benchmark results do not record that precision: scored before
+    every model call of an evaluation ran in the run's precision, so partly in fp32 (a PEFT method's sampled or,
+    before the harness's decoding loop, greedy HumanEval; every benchmark of a method that does not train)."""
+    stale = []
+    for run in runs:
+        precision = json.loads(run.config_path.read_text()).get("training", {}).get("precision")
+        if precision in (None, "fp32"):
+            continue
+        records = [r["benchmark"] for r in run.metrics()
+                   if r.get("phase") == "benchmark" and isinstance(r.get("benchmark"), dict)]
+        if any((record.get("extra") or {}).get("precision") != precision for record in records):
+            stale.append(run)
+    return stale
 
 
 def compute_text(runs) -> str:

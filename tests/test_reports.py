@@ -141,3 +141,27 @@ def test_a_run_that_fails_in_its_own_process_returns_its_exit_code(tmp_path):
     config = resolve_config(given={"method": "lora", "suite": "code", "scale": "nano"},
                             overrides=["model.target=no-such-model"])
     assert run_in_subprocess(config, tmp_path) != 0 and not find_runs(tmp_path)
+
+
+def test_the_report_names_runs_whose_benchmarks_were_not_scored_in_their_precision(tmp_path):
+    """Benchmarks ran partly in fp32 in bf16 runs before every model call of an evaluation took the run's
+    precision (a peft model's generate, methods that do not train); a report built on such runs says so."""
+    from harness.runstore import RunDir
+    from reports.cli import _precision_warning, scored_in_another_precision
+
+    def run_with(name: str, precision: str, recorded: str | None) -> RunDir:
+        run = RunDir(tmp_path / "code" / name / "s0-x")
+        run.create({"method": name, "suite": "code", "scale": "nano", "seed": 0,
+                    "training": {"precision": precision}}, {})
+        extra = {} if recorded is None else {"precision": recorded}
+        run.log([{"step": 0, "phase": "benchmark", "metric": "humaneval/score", "value": 0.1, "time": 0.0,
+                  "attempt": 1, "benchmark": {"name": "humaneval", "score": 0.1, "extra": extra}}])
+        return run
+
+    old_bf16, new_bf16 = run_with("vanilla", "bf16", None), run_with("lora", "bf16", "bf16")
+    old_fp32 = run_with("fft", "fp32", None)  # fp32 either way
+    assert scored_in_another_precision([old_bf16, new_bf16, old_fp32]) == [old_bf16]
+    (line,) = _precision_warning([old_bf16, new_bf16, old_fp32])
+    assert line.startswith("- benchmarks of 1 run record no precision") and "partly in fp32" in line
+    assert "vanilla/s0-x" in line and "--force" in line
+    assert _precision_warning([new_bf16, old_fp32]) == []
