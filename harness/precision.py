@@ -300,12 +300,14 @@ def _resolve_cuda(requested: str) -> PrecisionChoice:
     return PrecisionChoice(requested, requested, "cuda", f"{requested} was asked for on CUDA")
 
 
+def autocast_dtype(precision: str):
+    """The dtype autocast computes in for a resolved precision (None for fp32: no autocast)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 def autocast_for(precision: str, device):
     """The autocast context of a resolved precision on ``device`` (none for fp32)."""
     import contextlib
 
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    dtype = autocast_dtype(precision)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)

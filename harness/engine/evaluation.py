@@ -37,7 +37,7 @@ from harness.data.sampling import ids_sha256, stratified_sample
 from harness.engine.generate import generate_ids
 from harness.engine.loglik import choice_logliks, continuation_logliks, model_max_length
 from harness.io import atomic_write_text
-from harness.precision import autocast_for
+from harness.precision import autocast_dtype, autocast_for
 from harness.registry import BENCHMARK_KINDS, BENCHMARKS
 
 CHOICE_ENGINES = ("lm-eval", "direct")  # how multiple-choice kinds are scored
@@ -114,7 +114,6 @@ class _LmEval:
     """One HFLM around the model, reused for every benchmark of an evaluation."""
 
     def __init__(self, model, tokenizer, batch_size: int, precision: str = "fp32"):
-        import torch
         from lm_eval.models.huggingface import HFLM
 
         class GreedyDecodedHere(HFLM):
@@ -144,8 +143,7 @@ class _LmEval:
             # HFLM runs each model call in an autocast block of its own (disabled when it has no dtype), which
             # would switch off the caller's: it is given the evaluation's precision.
             self.lm = GreedyDecodedHere(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size,
-                                        mixed_precision_dtype={"bf16": torch.bfloat16,
-                                                               "fp16": torch.float16}.get(precision))
+                                        mixed_precision_dtype=autocast_dtype(precision))
 
     def run(self, spec: BenchmarkSpec, docs: list[dict], *, fewshot: int = 0, gen_kwargs: dict | None = None,
             repeats: int = 1) -> tuple[list[dict], dict]:
@@ -201,63 +199,56 @@ def evaluate_model(model, tokenizer, benchmarks: Sequence[str], *, limit: int | 
         if spec.kind not in kind_options:
             kind_options[spec.kind] = spec.kind_impl.resolve_options()
     max_new = min(max_new_tokens, model_max_length(model, tokenizer) // 2)
-    with autocast_for(precision, next(model.parameters()).device):
-        return _evaluate(model, tokenizer, specs, kind_options, shots, limit=limit, subsample_seed=subsample_seed,
-                         batch_size=batch_size, max_new=max_new, out_dir=out_dir, choice_engine=choice_engine,
-                         continuous=continuous, precision=precision)
-
-
-def _evaluate(model, tokenizer, specs: Sequence[BenchmarkSpec], kind_options: dict, shots: dict, *,
-              limit: int | None, subsample_seed: int, batch_size: int, max_new: int, out_dir, choice_engine: str,
-              continuous: bool, precision: str) -> dict[str, BenchmarkResult]:
     engine: _LmEval | None = None
     results: dict[str, BenchmarkResult] = {}
-    for spec in specs:
-        kind: BenchmarkKind = spec.kind_impl
-        opts = kind_options[spec.kind]
-        start = time.perf_counter()
-        k = shots.get(spec.kind, 0)
-        docs, notes = kind.documents(spec, fewshot=k, seed=subsample_seed, **opts)
-        indices, subsample = select_items(spec, docs, limit, subsample_seed)
-        chosen = [docs[i] for i in indices]
-        extra: dict = {**notes, "precision": precision}
-        if kind.output_type == "multiple_choice" and choice_engine == "direct":
-            outputs, path = choice_logliks(model, tokenizer, [d["prompt"] for d in chosen], kind.choices,
-                                           batch_size=batch_size)
-            extra.update(engine="direct", batch_size=batch_size, loglik_path=path)
-        else:
-            if engine is None:
-                engine = _LmEval(model, tokenizer, batch_size, precision)
-            gen_kwargs, repeats = kind.generation(max_new, **opts)
-            samples, lm_eval_info = engine.run(spec, chosen, fewshot=k, gen_kwargs=gen_kwargs, repeats=repeats)
-            if [kind.item_id(s["doc"]) for s in samples] != [kind.item_id(d) for d in chosen]:
-                raise RuntimeError(f"lm-eval scored other {spec.name} items than were selected")
-            extra.update(engine=f"lm-eval {package_version('lm_eval')}", batch_size=batch_size, lm_eval=lm_eval_info)
-            if gen_kwargs:
-                extra["generation"] = gen_kwargs
-            if kind.output_type == "multiple_choice":
-                outputs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+    with autocast_for(precision, next(model.parameters()).device):  # every model call below, lm-eval's too
+        for spec in specs:
+            kind: BenchmarkKind = spec.kind_impl
+            opts = kind_options[spec.kind]
+            start = time.perf_counter()
+            k = shots.get(spec.kind, 0)
+            docs, notes = kind.documents(spec, fewshot=k, seed=subsample_seed, **opts)
+            indices, subsample = select_items(spec, docs, limit, subsample_seed)
+            chosen = [docs[i] for i in indices]
+            extra: dict = {**notes, "precision": precision}
+            if kind.output_type == "multiple_choice" and choice_engine == "direct":
+                outputs, path = choice_logliks(model, tokenizer, [d["prompt"] for d in chosen], kind.choices,
+                                               batch_size=batch_size)
+                extra.update(engine="direct", batch_size=batch_size, loglik_path=path)
             else:
-                outputs = [s["filtered_resps"][0] for s in samples]
-        scored: Scored = kind.score(spec, chosen, outputs, extra, **opts)
-        value, stderr = mean_and_stderr(scored.item_scores)
-        metrics = {kind.metric: metric_entry(scored.score, stderr, len(scored.item_scores))}
-        for name, values in scored.continuous.items():
-            metrics[name] = metric_entry(*mean_and_stderr(values), len(values))
-        if continuous and chosen:
-            metrics["bits_per_byte"] = _reference_bits(model, tokenizer, kind, chosen, scored, batch_size)
-        seconds = time.perf_counter() - start
-        protocol = kind.protocol(k, **opts)
-        result = BenchmarkResult(name=spec.name, version=kind.version, metric=kind.metric, score=scored.score,
-                                 n_items=len(chosen), n_total=len(docs), subsample=subsample,
-                                 data_hash=spec.data_hash(), prompt_format=protocol.prompt_format,
-                                 seconds=round(seconds, 3), stderr=stderr, metrics=metrics,
-                                 protocol=protocol.to_dict(), extra=extra)
-        results[spec.name] = result
-        if out_dir is not None:
-            atomic_write_text(Path(out_dir) / f"{spec.name}.jsonl",
-                              "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in scored.per_item))
-    return results
+                if engine is None:
+                    engine = _LmEval(model, tokenizer, batch_size, precision)
+                gen_kwargs, repeats = kind.generation(max_new, **opts)
+                samples, lm_eval_info = engine.run(spec, chosen, fewshot=k, gen_kwargs=gen_kwargs, repeats=repeats)
+                if [kind.item_id(s["doc"]) for s in samples] != [kind.item_id(d) for d in chosen]:
+                    raise RuntimeError(f"lm-eval scored other {spec.name} items than were selected")
+                extra.update(engine=f"lm-eval {package_version('lm_eval')}", batch_size=batch_size, lm_eval=lm_eval_info)
+                if gen_kwargs:
+                    extra["generation"] = gen_kwargs
+                if kind.output_type == "multiple_choice":
+                    outputs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+                else:
+                    outputs = [s["filtered_resps"][0] for s in samples]
+            scored: Scored = kind.score(spec, chosen, outputs, extra, **opts)
+            value, stderr = mean_and_stderr(scored.item_scores)
+            metrics = {kind.metric: metric_entry(scored.score, stderr, len(scored.item_scores))}
+            for name, values in scored.continuous.items():
+                metrics[name] = metric_entry(*mean_and_stderr(values), len(values))
+            if continuous and chosen:
+                metrics["bits_per_byte"] = _reference_bits(model, tokenizer, kind, chosen, scored, batch_size)
+            seconds = time.perf_counter() - start
+            protocol = kind.protocol(k, **opts)
+            result = BenchmarkResult(name=spec.name, version=kind.version, metric=kind.metric, score=scored.score,
+                                     n_items=len(chosen), n_total=len(docs), subsample=subsample,
+                                     data_hash=spec.data_hash(), prompt_format=protocol.prompt_format,
+                                     seconds=round(seconds, 3), stderr=stderr, metrics=metrics,
+                                     protocol=protocol.to_dict(), extra=extra)
+            results[spec.name] = result
+            if out_dir is not None:
+                atomic_write_text(Path(out_dir) / f"{spec.name}.jsonl",
+                                  "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n"
+                                          for r in scored.per_item))
+        return results
 
 
 def _reference_bits(model, tokenizer, kind, docs: list[dict], scored: Scored, batch_size: int) -> dict:

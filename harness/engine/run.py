@@ -60,9 +60,9 @@ def benchmark_steps(config: RunConfig, best_step: int | None, trains: bool) -> l
 
 def resolve_planned_models(plan: RunPlan, profiler: Profiler) -> dict:
     """role → ResolvedModel; built-in roles this machine lacks are built here, in a phase of their own."""
-    from harness import models
-
     import torch.distributed as dist
+
+    from harness import models
 
     resolved = {role: m.resolved for role, m in plan.models.items() if not m.to_build}
     missing = {role: m.name for role, m in plan.models.items() if m.to_build}
